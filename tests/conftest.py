@@ -1,0 +1,13 @@
+"""Shared pytest set-up.
+
+The Dagger runtime names the module and its main object through the
+environment before it imports the module's code; the tests do the same so that
+`dagger.mod.Module` registers `Brokkr` as the main object.
+"""
+
+import os
+
+os.environ.setdefault("DAGGER_MODULE", "brokkr")
+os.environ.setdefault("DAGGER_MAIN_OBJECT", "Brokkr")
+
+# Fixture modules (one import line each).
