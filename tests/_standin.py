@@ -1,0 +1,921 @@
+"""A stand-in Dagger engine for the test suite.
+
+No Dagger engine can run where these tests run, so this module serves the real
+engine API schema (`schema-v0.21.8.graphqls`, read from ``DAGGER_SCHEMA`` or
+``../shared/dagger/``) over HTTP on 127.0.0.1 with graphql-core, and the real
+``dagger-io`` SDK talks to it through ``DAGGER_SESSION_PORT`` /
+``DAGGER_SESSION_TOKEN`` exactly as it talks to an engine.
+
+What it does with a query:
+
+* validates it against the schema (an invalid query is an error, as in the
+  engine) and records it (:attr:`StandInEngine.queries`);
+* resolves every object-returning field to a :class:`Node` that remembers its
+  parent, field name and arguments, with ID arguments turned back into the
+  :class:`Node` they name, so a test can walk the build graph from any returned
+  ID (:meth:`StandInEngine.node`);
+* answers the few leaves that carry meaning: ``id``/``sync`` (a stable ID per
+  call chain), ``defaultPlatform``, ``Container.platform``, ``Container.publish``
+  (records a :class:`Push` and returns ``address@sha256:…``), ``Secret.plaintext``,
+  and the ``Directory``/``File`` reads (``exists``, ``entries``, ``glob``,
+  ``contents``…) of directories loaded from the host, which it evaluates against
+  the real files. Other leaves return the zero value of their type unless a test
+  installs a handler (:meth:`StandInEngine.on`);
+* can fail or slow down evaluation (:meth:`StandInEngine.fail_when`,
+  :attr:`StandInEngine.delays`) the way a broken or slow build would.
+
+Tests use it through the fixtures at the bottom: ``engine`` (a connected
+stand-in, reset for each test), ``brokkr`` (calls module functions the way the
+engine does, through ``dagger.mod.Module.get_result``) and ``fixture_source``
+(the ID of the Brokkr-shaped fixture workspace loaded from the host).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import fnmatch
+import hashlib
+import http.server
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import graphql
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_WORKSPACE = ROOT / "tests" / "fixtures" / "brokkr"
+SCHEMA_NAME = "schema-v0.21.8.graphqls"
+ENGINE_VERSION = "v0.21.8"
+
+# Fields whose answer needs the engine to actually run something: a failure
+# installed with `fail_when` surfaces there, as it would in a real engine.
+EVALUATING = frozenset(
+    {
+        "sync",
+        "stdout",
+        "stderr",
+        "combinedOutput",
+        "exitCode",
+        "publish",
+        "export",
+        "exportImage",
+        "contents",
+    }
+)
+
+
+def schema_path() -> Path:
+    """Where the engine schema is read from: ``DAGGER_SCHEMA`` or ``../shared``."""
+    if env := os.environ.get("DAGGER_SCHEMA"):
+        return Path(env)
+    return ROOT.parent / "shared" / "dagger" / SCHEMA_NAME
+
+
+class StandInError(Exception):
+    """The stand-in was asked for something it cannot answer faithfully."""
+
+
+# ---------------------------------------------------------------------------
+# The build graph
+
+
+@dataclasses.dataclass(eq=False)
+class Node:
+    """One object the API returned: ``parent.field(**args)`` of GraphQL type ``type_name``.
+
+    ``parent`` is ``None`` for fields of ``Query``. ID arguments hold the
+    :class:`Node` (or list of nodes) they named.
+    """
+
+    type_name: str
+    field: str
+    args: dict[str, Any]
+    parent: Node | None
+    id: str = ""
+
+    # -- walking the chain -------------------------------------------------
+    def chain(self) -> list[Node]:
+        """The calls from the root down to this node, in order."""
+        out: list[Node] = []
+        node: Node | None = self
+        while node is not None:
+            out.append(node)
+            node = node.parent
+        out.reverse()
+        return out
+
+    def calls(self, field: str) -> list[Node]:
+        """Every call named ``field`` in this node's own chain, in order."""
+        return [n for n in self.chain() if n.field == field]
+
+    def last(self, field: str) -> Node | None:
+        """The last call named ``field`` in this node's chain, if any."""
+        found = self.calls(field)
+        return found[-1] if found else None
+
+    def first(self, field: str) -> Node:
+        """The first call named ``field`` in the chain; fails the test if absent."""
+        found = self.calls(field)
+        if not found:
+            msg = f"no {field!r} call in chain {self.describe()}"
+            raise AssertionError(msg)
+        return found[0]
+
+    def execs(self) -> list[list[str]]:
+        """The argument lists of every ``withExec`` in this node's chain."""
+        return [list(n.args["args"]) for n in self.calls("withExec")]
+
+    def env(self) -> dict[str, str]:
+        """Environment variables set along the chain (later calls win)."""
+        env: dict[str, str] = {}
+        for n in self.chain():
+            if n.field == "withEnvVariable":
+                env[n.args["name"]] = n.args["value"]
+            elif n.field == "withoutEnvVariable":
+                env.pop(n.args["name"], None)
+        return env
+
+    def references(self) -> list[Node]:
+        """Nodes named by ID arguments anywhere in this chain."""
+        out: list[Node] = []
+        for n in self.chain():
+            for value in n.args.values():
+                if isinstance(value, Node):
+                    out.append(value)
+                elif isinstance(value, list):
+                    out.extend(v for v in value if isinstance(v, Node))
+        return out
+
+    def graph(self) -> list[Node]:
+        """This node's chain plus, transitively, the chains of every node it references."""
+        seen: dict[int, Node] = {}
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            for n in node.chain():
+                if id(n) in seen:
+                    continue
+                seen[id(n)] = n
+                stack.extend(_nodes_in(n.args))
+        return list(seen.values())
+
+    def root_container(self) -> Node | None:
+        """The ``Query.container`` call that starts this chain, if it is a container chain."""
+        head = self.chain()[0]
+        return head if head.field == "container" else None
+
+    def platform(self, default: str) -> str:
+        """The platform the container chain runs on (``container(platform:)``)."""
+        head = self.root_container()
+        if head is not None and head.args.get("platform"):
+            return str(head.args["platform"])
+        return default
+
+    def base_image(self) -> str | None:
+        """The address of the last ``from`` in this chain."""
+        node = self.last("from")
+        return None if node is None else str(node.args["address"])
+
+    def describe(self) -> str:
+        """A readable one-line rendering of the chain, for assertion messages."""
+        parts = []
+        for n in self.chain():
+            args = ", ".join(f"{k}={_short(v)}" for k, v in n.args.items())
+            parts.append(f"{n.field}({args})")
+        return ".".join(parts)
+
+    def key(self) -> str:
+        """A canonical string for the call chain; equal chains have equal keys."""
+        parent = self.parent.key() if self.parent is not None else ""
+        return f"{parent}/{self.type_name}.{self.field}({_canon(self.args)})"
+
+    def __repr__(self) -> str:
+        return f"<Node {self.type_name} {self.describe()}>"
+
+
+def _nodes_in(value: Any) -> Iterator[Node]:
+    if isinstance(value, Node):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _nodes_in(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _nodes_in(v)
+
+
+def _canon(value: Any) -> str:
+    def enc(v: Any) -> Any:
+        if isinstance(v, Node):
+            return {"$node": v.key()}
+        if isinstance(v, Mapping):
+            return {k: enc(x) for k, x in sorted(v.items())}
+        if isinstance(v, list):
+            return [enc(x) for x in v]
+        return v
+
+    return json.dumps(enc(value), sort_keys=True)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, Node):
+        return f"<{value.type_name}:{value.field}>"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclasses.dataclass
+class Push:
+    """One ``Container.publish`` call the module made."""
+
+    address: str
+    container: Node
+    variants: list[Node]
+    digest: str
+    started: float
+    finished: float
+
+    def platforms(self, default: str) -> list[str]:
+        """Platforms of the pushed image (the container and its variants)."""
+        return [n.platform(default) for n in [self.container, *self.variants]]
+
+    def auth(self) -> list[Node]:
+        """The ``withRegistryAuth`` calls in the pushed container's chain."""
+        return self.container.calls("withRegistryAuth")
+
+
+@dataclasses.dataclass
+class Query:
+    """One GraphQL request the SDK sent."""
+
+    text: str
+    variables: dict[str, Any]
+    errors: list[str]
+    valid: bool = True
+
+
+Handler = Callable[["StandInEngine", Node | None, dict[str, Any]], Any]
+
+
+# ---------------------------------------------------------------------------
+# The engine
+
+
+class StandInEngine:
+    """Answers the Dagger API for tests, recording the build graph it is asked for."""
+
+    def __init__(self, schema_file: Path) -> None:
+        self.schema = graphql.build_schema(schema_file.read_text(), assume_valid_sdl=True)
+        self.token = secrets.token_hex(16)
+        self._lock = threading.RLock()
+        self._introspection: dict[str, dict[str, Any]] = {}
+        self._server: http.server.ThreadingHTTPServer | None = None
+        self.reset()
+
+    # -- state a test reads or sets -----------------------------------------
+    def reset(self) -> None:
+        """Forget everything recorded and every behaviour installed."""
+        with self._lock:
+            self._by_id: dict[str, Node] = {}
+            self._by_key: dict[str, str] = {}
+            self.queries: list[Query] = []
+            self.pushes: list[Push] = []
+            self.evaluated: list[tuple[str, Node, float, float]] = []
+            self.default_platform = "linux/amd64"
+            self.env: dict[str, str] = {}
+            self.delays: dict[str, float] = {}
+            self.on_publish: Callable[[Push], str | None] | None = None
+            self._handlers: dict[tuple[str, str], Handler] = {}
+            self._failures: list[tuple[Callable[[Node], bool], str]] = []
+
+    def on(self, type_name: str, field: str, handler: Handler) -> None:
+        """Answer ``type_name.field`` with ``handler(engine, parent_node, args)``."""
+        self._handlers[(type_name, field)] = handler
+
+    def fail_when(self, predicate: Callable[[Node], bool], message: str) -> None:
+        """Fail evaluation of anything whose build graph has a node matching ``predicate``."""
+        self._failures.append((predicate, message))
+
+    def node(self, id_: str) -> Node:
+        """The node a returned ID names."""
+        with self._lock:
+            try:
+                return self._by_id[id_]
+            except KeyError:
+                msg = f"the stand-in engine never returned the ID {id_!r}"
+                raise AssertionError(msg) from None
+
+    def sent_text(self) -> str:
+        """Every query and variable the SDK sent, as one string (for leak checks)."""
+        return "\n".join(q.text + json.dumps(q.variables) for q in self.queries)
+
+    # -- the HTTP side --------------------------------------------------------
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "stand-in engine not started"
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        engine = self
+
+        class _Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_POST(self) -> None:
+                expected = "Basic " + base64.b64encode(f"{engine.token}:".encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                length = int(self.headers.get("Content-Length", "0"))
+                payload = json.loads(self.rfile.read(length) or b"{}")
+                body = json.dumps(engine.execute(payload)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    # -- executing a query ------------------------------------------------------
+    def execute(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        text = str(payload.get("query", ""))
+        variables = dict(payload.get("variables") or {})
+        if "__schema" in text and text in self._introspection:
+            return self._introspection[text]
+        try:
+            document = graphql.parse(text)
+        except graphql.GraphQLError as e:
+            return self._record(text, variables, {"errors": [e.formatted]}, valid=False)
+        errors = graphql.validate(self.schema, document)
+        if errors:
+            out = {"errors": [e.formatted for e in errors]}
+            return self._record(text, variables, out, valid=False)
+        result = graphql.execute_sync(
+            self.schema,
+            document,
+            variable_values=variables,
+            operation_name=payload.get("operationName"),
+            field_resolver=self._resolve,
+            type_resolver=lambda value, _info, _type: value.type_name,
+        )
+        out: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            out["errors"] = [e.formatted for e in result.errors]
+        if "__schema" in text:
+            self._introspection[text] = out
+            return out
+        return self._record(text, variables, out)
+
+    def _record(
+        self, text: str, variables: dict[str, Any], out: dict[str, Any], *, valid: bool = True
+    ) -> dict[str, Any]:
+        errors = [str(e.get("message")) for e in out.get("errors", [])]
+        with self._lock:
+            self.queries.append(Query(text, variables, errors, valid))
+        return out
+
+    def register(self, node: Node) -> str:
+        """Give ``node`` its ID; equal call chains get equal IDs."""
+        with self._lock:
+            if node.id:
+                return node.id
+            key = node.key()
+            existing = self._by_key.get(key)
+            if existing is None:
+                existing = f"{node.type_name}:{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+                self._by_key[key] = existing
+                self._by_id[existing] = node
+            node.id = existing
+            return existing
+
+    def _resolve(self, value: Any, info: graphql.GraphQLResolveInfo, /, **args: Any) -> Any:
+        parent: Node | None = value if isinstance(value, Node) else None
+        type_name = info.parent_type.name
+        field = info.field_name
+        if field.startswith("__"):
+            return graphql.default_field_resolver(value, info, **args)
+        args = self._nodes_for_ids(info, args)
+
+        if field in EVALUATING and parent is not None:
+            self._evaluate(field, parent, args)
+
+        handler = self._handlers.get((type_name, field)) or _BUILTIN.get((type_name, field))
+        if handler is not None:
+            return handler(self, parent, args)
+        if field in ("id", "sync") and parent is not None:
+            return self.register(parent)
+
+        named = graphql.get_named_type(info.return_type)
+        if isinstance(named, graphql.GraphQLObjectType | graphql.GraphQLInterfaceType):
+            if isinstance(graphql.get_nullable_type(info.return_type), graphql.GraphQLList):
+                return []
+            return Node(named.name, field, args, parent)
+        return _zero(info.return_type, self)
+
+    def _nodes_for_ids(
+        self, info: graphql.GraphQLResolveInfo, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        definition = info.parent_type.fields[info.field_name]
+        # Keep what the caller chose: arguments left at the schema default are dropped.
+        out = {
+            name: value
+            for name, value in args.items()
+            if value != _arg_default(definition.args[name])
+        }
+        for name, value in list(out.items()):
+            arg = definition.args.get(name)
+            if arg is None or graphql.get_named_type(arg.type).name != "ID" or value is None:
+                continue
+            if isinstance(value, list):
+                out[name] = [self._lookup(v) for v in value]
+            else:
+                out[name] = self._lookup(value)
+        return out
+
+    def _lookup(self, id_: str) -> Node:
+        with self._lock:
+            node = self._by_id.get(id_)
+        if node is None:
+            msg = f"invalid ID {id_!r}: not returned by this engine"
+            raise graphql.GraphQLError(msg)
+        return node
+
+    def _evaluate(self, field: str, node: Node, args: Mapping[str, Any]) -> None:
+        targets = [node, *_nodes_in(args)]
+        for target in targets:
+            for n in target.graph():
+                for predicate, message in self._failures:
+                    if predicate(n):
+                        raise graphql.GraphQLError(message)
+        started = time.monotonic()
+        if delay := self.delays.get(field):
+            time.sleep(delay)
+        with self._lock:
+            self.evaluated.append((field, node, started, time.monotonic()))
+
+
+def _arg_default(arg: graphql.GraphQLArgument) -> Any:
+    """The schema default of an argument (``Undefined`` when it has none)."""
+    if arg.default_value is not graphql.Undefined:
+        return arg.default_value
+    node = arg.ast_node
+    if node is None or node.default_value is None:
+        return graphql.Undefined
+    return graphql.value_from_ast(node.default_value, arg.type)
+
+
+def _zero(type_: graphql.GraphQLOutputType, engine: StandInEngine) -> Any:
+    nullable = graphql.get_nullable_type(type_)
+    if isinstance(nullable, graphql.GraphQLList):
+        return []
+    if isinstance(nullable, graphql.GraphQLEnumType):
+        return next(iter(nullable.values))
+    name = graphql.get_named_type(type_).name
+    return {
+        "String": "",
+        "Int": 0,
+        "Float": 0.0,
+        "Boolean": False,
+        "Platform": engine.default_platform,
+        "JSON": "null",
+        "Void": None,
+    }.get(name, "")
+
+
+# ---------------------------------------------------------------------------
+# Built-in answers: what a test relies on without installing a handler
+
+
+def _default_platform(engine: StandInEngine, _node: Node | None, _args: dict[str, Any]) -> str:
+    return engine.default_platform
+
+
+def _version(_engine: StandInEngine, _node: Node | None, _args: dict[str, Any]) -> str:
+    return ENGINE_VERSION
+
+
+def _container_platform(engine: StandInEngine, node: Node | None, _args: dict[str, Any]) -> str:
+    assert node is not None
+    return node.platform(engine.default_platform)
+
+
+def _node_lookup(engine: StandInEngine, _node: Node | None, args: dict[str, Any]) -> Node:
+    found = args["id"]
+    assert isinstance(found, Node)
+    return found
+
+
+def _publish(engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> str:
+    assert node is not None
+    variants = list(args.get("platformVariants") or [])
+    content = _canon([node, *variants])
+    digest = "sha256:" + hashlib.sha256(content.encode()).hexdigest()
+    started = time.monotonic()
+    if delay := engine.delays.get("push"):
+        time.sleep(delay)
+    push = Push(str(args["address"]), node, variants, digest, started, time.monotonic())
+    if engine.on_publish is not None:
+        real = engine.on_publish(push)
+        if real:
+            push.digest = real
+    with engine._lock:
+        engine.pushes.append(push)
+    address = str(args["address"]).split("@", 1)[0]
+    return f"{address}@{push.digest}"
+
+
+def _plaintext(engine: StandInEngine, node: Node | None, _args: dict[str, Any]) -> str:
+    assert node is not None
+    head = node.chain()[0]
+    if head.field == "setSecret":
+        return str(head.args["plaintext"])
+    if head.field == "secret":
+        uri = str(head.args["uri"])
+        scheme, _, name = uri.partition("://")
+        if scheme == "env" and name in engine.env:
+            return engine.env[name]
+        msg = f"secret {uri!r} is not set in the stand-in engine's env"
+        raise graphql.GraphQLError(msg)
+    msg = f"cannot read the plaintext of {node.describe()}"
+    raise graphql.GraphQLError(msg)
+
+
+# -- host files ---------------------------------------------------------------
+
+
+def _host_files(path: str, exclude: list[str], include: list[str]) -> dict[str, bytes]:
+    base = Path(path)
+    if not base.is_dir():
+        msg = f"host directory {path!r} does not exist"
+        raise graphql.GraphQLError(msg)
+    files: dict[str, bytes] = {}
+    for file in sorted(base.rglob("*")):
+        if not file.is_file():
+            continue
+        rel = file.relative_to(base).as_posix()
+        if _excluded(rel, exclude, include):
+            continue
+        files[rel] = file.read_bytes()
+    return files
+
+
+def _excluded(rel: str, exclude: list[str], include: list[str]) -> bool:
+    def matches(pattern: str) -> bool:
+        pattern = pattern.rstrip("/")
+        parts = PurePosixPath(rel).parts
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        return any(
+            fnmatch.fnmatchcase(p, pattern) or fnmatch.fnmatchcase(p, f"**/{pattern}")
+            for p in prefixes
+        ) or any(fnmatch.fnmatchcase(part, pattern) for part in parts)
+
+    if include and not any(matches(p) for p in include):
+        return True
+    return any(matches(p) for p in exclude)
+
+
+def directory_files(node: Node) -> dict[str, bytes]:
+    """The files of a Directory node, for chains the stand-in can evaluate."""
+    field, args = node.field, node.args
+    if field == "directory" and node.parent is not None and node.parent.type_name == "Host":
+        return _host_files(
+            str(args["path"]), list(args.get("exclude") or []), list(args.get("include") or [])
+        )
+    if field == "directory" and node.parent is None:
+        return {}
+    if node.parent is None or node.parent.type_name != "Directory":
+        msg = f"the stand-in engine cannot list the files of {node.describe()}"
+        raise graphql.GraphQLError(msg)
+    files = directory_files(node.parent)
+    path = str(args.get("path", "")).strip("/")
+    if field == "directory":
+        prefix = f"{path}/" if path not in ("", ".") else ""
+        return {k[len(prefix) :]: v for k, v in files.items() if k.startswith(prefix)}
+    if field == "withoutDirectory":
+        return {k: v for k, v in files.items() if not k.startswith(f"{path}/")}
+    if field == "withoutFile":
+        return {k: v for k, v in files.items() if k != path}
+    if field == "withoutFiles":
+        drop = {str(p).strip("/") for p in args["paths"]}
+        return {k: v for k, v in files.items() if k not in drop}
+    if field == "withNewFile":
+        return {**files, path: str(args["contents"]).encode()}
+    if field == "withFile":
+        return {**files, path: file_contents(args["source"])}
+    if field == "withDirectory":
+        sub = directory_files(args["source"])
+        excl, incl = list(args.get("exclude") or []), list(args.get("include") or [])
+        prefix = f"{path}/" if path not in ("", ".") else ""
+        added = {f"{prefix}{k}": v for k, v in sub.items() if not _excluded(k, excl, incl)}
+        return {**files, **added}
+    if field == "filter":
+        excl, incl = list(args.get("exclude") or []), list(args.get("include") or [])
+        return {k: v for k, v in files.items() if not _excluded(k, excl, incl)}
+    msg = f"the stand-in engine cannot evaluate Directory.{field}"
+    raise graphql.GraphQLError(msg)
+
+
+def file_contents(node: Node) -> bytes:
+    """The bytes of a File node loaded from the host or a host directory."""
+    if node.field == "file" and node.parent is not None and node.parent.type_name == "Directory":
+        files = directory_files(node.parent)
+        path = str(node.args["path"]).strip("/")
+        if path not in files:
+            msg = f"{path}: no such file in the directory"
+            raise graphql.GraphQLError(msg)
+        return files[path]
+    if node.field == "file" and node.parent is not None and node.parent.type_name == "Host":
+        return Path(str(node.args["path"])).read_bytes()
+    if node.field == "withName" and node.parent is not None:
+        return file_contents(node.parent)
+    msg = f"the stand-in engine cannot read the contents of {node.describe()}"
+    raise graphql.GraphQLError(msg)
+
+
+def _dir_exists(_engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> bool:
+    assert node is not None
+    files = directory_files(node)
+    path = str(args["path"]).strip("/")
+    is_file = path in files
+    is_dir = any(k.startswith(f"{path}/") for k in files) or path in ("", ".")
+    expected = args.get("expectedType")
+    if expected == "REGULAR_TYPE":
+        return is_file
+    if expected == "DIRECTORY_TYPE":
+        return is_dir
+    return is_file or is_dir
+
+
+def _dir_entries(_engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> list[str]:
+    assert node is not None
+    files = directory_files(node)
+    path = str(args.get("path") or "").strip("/")
+    prefix = f"{path}/" if path not in ("", ".") else ""
+    names = {k[len(prefix) :].split("/", 1)[0] for k in files if k.startswith(prefix)}
+    if prefix and not names:
+        msg = f"{path}: no such directory"
+        raise graphql.GraphQLError(msg)
+    return sorted(names)
+
+
+def _dir_glob(_engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> list[str]:
+    assert node is not None
+    pattern = str(args["pattern"])
+    return sorted(k for k in directory_files(node) if fnmatch.fnmatchcase(k, pattern))
+
+
+def _file_contents(_engine: StandInEngine, node: Node | None, _args: dict[str, Any]) -> str:
+    assert node is not None
+    return file_contents(node).decode()
+
+
+def _file_size(_engine: StandInEngine, node: Node | None, _args: dict[str, Any]) -> int:
+    assert node is not None
+    return len(file_contents(node))
+
+
+_BUILTIN: dict[tuple[str, str], Handler] = {
+    ("Query", "defaultPlatform"): _default_platform,
+    ("Query", "version"): _version,
+    ("Query", "node"): _node_lookup,
+    ("Container", "platform"): _container_platform,
+    ("Container", "publish"): _publish,
+    ("Secret", "plaintext"): _plaintext,
+    ("Directory", "exists"): _dir_exists,
+    ("Directory", "entries"): _dir_entries,
+    ("Directory", "glob"): _dir_glob,
+    ("File", "contents"): _file_contents,
+    ("File", "size"): _file_size,
+}
+
+
+# ---------------------------------------------------------------------------
+# Registration: reading the module's typedefs back
+
+
+@dataclasses.dataclass
+class ArgDef:
+    name: str
+    type: str
+    optional: bool
+    description: str
+    default_value: Any
+    default_path: str | None
+    ignore: list[str]
+
+
+@dataclasses.dataclass
+class FunctionDef:
+    name: str
+    return_type: str
+    description: str
+    args: dict[str, ArgDef]
+    cache_policy: str | None
+
+
+@dataclasses.dataclass
+class ObjectDef:
+    name: str
+    description: str
+    functions: dict[str, FunctionDef]
+    fields: dict[str, str]
+    constructor: FunctionDef | None
+
+
+@dataclasses.dataclass
+class ModuleDef:
+    objects: dict[str, ObjectDef]
+    enums: dict[str, list[str]]
+
+
+def typedef_name(node: Node) -> tuple[str, bool]:
+    """Render a TypeDef chain as ``(type, optional)``, e.g. ``("[Platform]", False)``."""
+    name = "?"
+    optional = False
+    for n in node.chain():
+        if n.field == "withKind":
+            name = {
+                "STRING_KIND": "String",
+                "INTEGER_KIND": "Int",
+                "BOOLEAN_KIND": "Boolean",
+                "FLOAT_KIND": "Float",
+                "VOID_KIND": "Void",
+            }.get(n.args["kind"], n.args["kind"])
+        elif n.field in ("withObject", "withEnum", "withScalar", "withInterface"):
+            name = str(n.args["name"])
+        elif n.field == "withListOf":
+            name = f"[{typedef_name(n.args['elementType'])[0]}]"
+        elif n.field == "withOptional":
+            optional = bool(n.args["optional"])
+    return name, optional
+
+
+def _function_def(node: Node) -> FunctionDef:
+    head = node.first("function")
+    fn = FunctionDef(
+        name=str(head.args["name"]),
+        return_type=typedef_name(head.args["returnType"])[0],
+        description="",
+        args={},
+        cache_policy=None,
+    )
+    for n in node.chain():
+        if n.field == "withDescription":
+            fn.description = str(n.args["description"])
+        elif n.field == "withCachePolicy":
+            fn.cache_policy = str(n.args["policy"])
+        elif n.field == "withArg":
+            type_name, optional = typedef_name(n.args["typeDef"])
+            fn.args[str(n.args["name"])] = ArgDef(
+                name=str(n.args["name"]),
+                type=type_name,
+                optional=optional,
+                description=str(n.args.get("description") or ""),
+                default_value=json.loads(n.args["defaultValue"])
+                if n.args.get("defaultValue")
+                else None,
+                default_path=n.args.get("defaultPath"),
+                ignore=list(n.args.get("ignore") or []),
+            )
+    return fn
+
+
+def module_def(node: Node) -> ModuleDef:
+    """Read the objects, functions, arguments and enums a module registered."""
+    mod = ModuleDef(objects={}, enums={})
+    for n in node.chain():
+        if n.field == "withObject":
+            td = n.args["object"]
+            head = td.first("withObject")
+            obj = ObjectDef(
+                str(head.args["name"]), str(head.args.get("description") or ""), {}, {}, None
+            )
+            for m in td.chain():
+                if m.field == "withFunction":
+                    fn = _function_def(m.args["function"])
+                    obj.functions[fn.name] = fn
+                elif m.field == "withConstructor":
+                    obj.constructor = _function_def(m.args["function"])
+                elif m.field == "withField":
+                    obj.fields[str(m.args["name"])] = typedef_name(m.args["typeDef"])[0]
+            mod.objects[obj.name] = obj
+        elif n.field == "withEnum":
+            td = n.args["enum"]
+            mod.enums[str(td.first("withEnum").args["name"])] = [
+                str(m.args["name"]) for m in td.calls("withEnumMember")
+            ]
+    return mod
+
+
+# ---------------------------------------------------------------------------
+# Calling the module the way the engine does
+
+
+class ModuleCaller:
+    """Calls the module's functions through ``dagger.mod.Module.get_result``.
+
+    Arguments are given as the engine passes them: JSON-ready values, enum
+    members by name, objects by ID.
+    """
+
+    def __init__(self, engine: StandInEngine, source_id: str | None) -> None:
+        from ci.main import Brokkr
+
+        self.engine = engine
+        self.module = Brokkr.__dagger_module__
+        self.source_id = source_id
+
+    async def state(self, **constructor_args: Any) -> dict[str, Any]:
+        """The main object's state after its constructor, as the engine stores it."""
+        inputs = dict(constructor_args)
+        if self.source_id is not None:
+            inputs.setdefault("source", self.source_id)
+        return await self.module.get_result("Brokkr", {}, "", inputs)
+
+    async def call(
+        self,
+        function: str,
+        *,
+        parent: str = "Brokkr",
+        state: Mapping[str, Any] | None = None,
+        **inputs: Any,
+    ) -> Any:
+        """``dagger call <function> --<input> …``: the unstructured result."""
+        if state is None and parent == "Brokkr":
+            state = await self.state()
+        return await self.module.get_result(parent, state or {}, function, inputs)
+
+    async def typedefs(self) -> ModuleDef:
+        """What the module registers with the engine."""
+        module_id = await self.module._typedefs()
+        return module_def(self.engine.node(module_id))
+
+
+# ---------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture(scope="session")
+def standin_engine() -> Iterator[StandInEngine]:
+    """The stand-in engine server, started once per test session."""
+    path = schema_path()
+    if not path.is_file():
+        pytest.skip(
+            f"the Dagger engine schema {path} is missing: put the shared/ folder beside the "
+            f"checkout or set DAGGER_SCHEMA to a copy of {SCHEMA_NAME}"
+        )
+    engine = StandInEngine(path)
+    engine.start()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture
+async def engine(
+    standin_engine: StandInEngine, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[StandInEngine]:
+    """A stand-in engine with a live SDK connection (``dag`` works), reset for this test."""
+    import dagger
+
+    standin_engine.reset()
+    monkeypatch.setenv("DAGGER_SESSION_PORT", str(standin_engine.port))
+    monkeypatch.setenv("DAGGER_SESSION_TOKEN", standin_engine.token)
+    async with dagger.connection():
+        yield standin_engine
+    # Every query the module sent must be valid against the real schema.
+    invalid = [q for q in standin_engine.queries if not q.valid]
+    assert not invalid, f"queries the real engine would reject: {invalid}"
+
+
+@pytest.fixture
+async def fixture_source(engine: StandInEngine) -> str:
+    """The ID of the Brokkr-shaped fixture workspace, loaded from the host."""
+    from dagger import dag
+
+    if not FIXTURE_WORKSPACE.is_dir():
+        pytest.fail(f"fixture workspace missing: {FIXTURE_WORKSPACE}")
+    return await dag.host().directory(str(FIXTURE_WORKSPACE)).id()
+
+
+@pytest.fixture
+async def brokkr(engine: StandInEngine, fixture_source: str) -> ModuleCaller:
+    """The module, called as `dagger call` would, with the fixture workspace as ``--source``."""
+    return ModuleCaller(engine, fixture_source)
