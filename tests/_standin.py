@@ -283,8 +283,10 @@ class StandInEngine:
     def reset(self) -> None:
         """Forget everything recorded and every behaviour installed."""
         with self._lock:
-            self._by_id: dict[str, Node] = {}
-            self._by_key: dict[str, str] = {}
+            # IDs outlive a reset: a real engine's IDs encode their call chain, so an
+            # ID the SDK cached in an earlier test (typedefs are cached) stays valid.
+            self._by_id: dict[str, Node] = getattr(self, "_by_id", {})
+            self._by_key: dict[str, str] = getattr(self, "_by_key", {})
             self.queries: list[Query] = []
             self.pushes: list[Push] = []
             self.evaluated: list[tuple[str, Node, float, float]] = []
