@@ -1,0 +1,197 @@
+"""Dispatch from (component, stage, platform) to the stage builders.
+
+Everything the user can get wrong is checked before a single container is
+composed: the platform, a stage the component does not have, a source without
+the workspace manifest, the crate or its binary, a source without the UI
+folder. Each problem is a `BrokkrError` that names what was looked for.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+
+import anyio
+import dagger
+from dagger import dag
+
+from ci import _rust
+from ci._components import Component, ComponentSpec, Stage, component_spec
+from ci._errors import BrokkrError
+from ci._platforms import BuildPlan, parse_platform, plan_build
+from ci._ui import ui_folder, ui_image
+
+DEFAULT_UI_PATH = "examples/ui"
+WORKSPACE_MANIFEST = "Cargo.toml"
+
+
+def binary_candidates(manifest_text: str, spec: ComponentSpec) -> list[str]:
+    """Crate-relative files, any of which provides `spec.binary` per the crate's manifest.
+
+    A `[[bin]]` entry named after the binary gives its `path` (or cargo's
+    default for it); without one, cargo's auto-discovery applies: `src/main.rs`
+    when the package is named after the binary, and `src/bin/<name>.rs` or
+    `src/bin/<name>/main.rs` unless `autobins = false`. Raises `BrokkrError`
+    when the manifest is not valid TOML or cannot produce the binary at all.
+    """
+    try:
+        manifest = tomllib.loads(manifest_text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{spec.manifest} is not valid TOML: {exc}"
+        raise BrokkrError(msg) from exc
+    package = manifest.get("package")
+    if not isinstance(package, dict):
+        msg = f"{spec.manifest} has no [package] section; expected the crate {spec.name}"
+        raise BrokkrError(msg)
+    package_name = package.get("name")
+    bins = manifest.get("bin", [])
+    if isinstance(bins, list):
+        for entry in bins:
+            if isinstance(entry, dict) and entry.get("name") == spec.binary:
+                path = entry.get("path")
+                if isinstance(path, str):
+                    return [path]
+                if package_name == spec.binary:
+                    return ["src/main.rs", f"src/bin/{spec.binary}.rs"]
+                return [f"src/bin/{spec.binary}.rs", f"src/bin/{spec.binary}/main.rs"]
+    candidates: list[str] = []
+    if package.get("autobins", True) is not False:
+        if package_name == spec.binary:
+            candidates.append("src/main.rs")
+        candidates += [f"src/bin/{spec.binary}.rs", f"src/bin/{spec.binary}/main.rs"]
+    if not candidates:
+        msg = (
+            f"{spec.manifest} declares no binary {spec.binary!r}: add "
+            f'[[bin]] name = "{spec.binary}" (autobins is off)'
+        )
+        raise BrokkrError(msg)
+    return candidates
+
+
+async def check_rust_source(source: dagger.Directory, spec: ComponentSpec) -> None:
+    """Check that `source` is a Cargo workspace with `spec`'s crate and binary."""
+    found: dict[str, bool] = {}
+
+    async def probe(path: str) -> None:
+        found[path] = await source.exists(path, expected_type=dagger.ExistsType.REGULAR_TYPE)
+
+    async with anyio.create_task_group() as tg:
+        for path in (WORKSPACE_MANIFEST, spec.manifest):
+            tg.start_soon(probe, path)
+    missing = [path for path in (WORKSPACE_MANIFEST, spec.manifest) if not found[path]]
+    if missing:
+        msg = (
+            f"the source is not a Brokkr workspace with the {spec.name} crate: looked for "
+            f"the workspace {WORKSPACE_MANIFEST} and {spec.manifest}, missing "
+            f"{' and '.join(missing)}"
+        )
+        raise BrokkrError(msg)
+    manifest_text = await source.file(spec.manifest).contents()
+    candidates = binary_candidates(manifest_text, spec)
+    for candidate in candidates:
+        path = f"{spec.crate_dir}/{candidate}"
+        if await source.exists(path, expected_type=dagger.ExistsType.REGULAR_TYPE):
+            return
+    looked = " or ".join(f"{spec.crate_dir}/{c}" for c in candidates)
+    msg = (
+        f"the crate {spec.crate_dir} has no source for the binary {spec.binary}: "
+        f"looked for {looked}"
+    )
+    raise BrokkrError(msg)
+
+
+def check_stage(spec: ComponentSpec, stage: Stage) -> None:
+    """Reject a stage the component does not have (the UI has only `runtime`)."""
+    if not spec.rust and stage is not Stage.RUNTIME:
+        msg = (
+            f"the {spec.component.value} image has a single stage, runtime; "
+            f"{stage.value} exists only for broker and agent"
+        )
+        raise BrokkrError(msg)
+
+
+async def recipes(plans: Sequence[BuildPlan], source: dagger.Directory) -> dict[str, str]:
+    """The cargo-chef recipe text per build platform of `plans`, planners run concurrently."""
+    out: dict[str, str] = {}
+    by_platform = {plan.build_platform: plan for plan in plans}
+
+    async def run(platform: str, plan: BuildPlan) -> None:
+        out[platform] = await _rust.recipe(_rust.planner(plan, source))
+
+    async with anyio.create_task_group() as tg:
+        for platform, plan in by_platform.items():
+            tg.start_soon(run, platform, plan)
+    return out
+
+
+def compose_rust(
+    source: dagger.Directory,
+    spec: ComponentSpec,
+    plan: BuildPlan,
+    stage: Stage,
+    recipe_text: str,
+) -> dagger.Container:
+    """The container of a cacher, builder or runtime `stage` (the planner needs no recipe)."""
+    if stage is Stage.PLANNER:
+        return _rust.planner(plan, source)
+    if stage is Stage.CACHER:
+        return _rust.cacher(plan, recipe_text)
+    built = _rust.builder(plan, spec, source, recipe_text)
+    if stage is Stage.BUILDER:
+        return built
+    return _rust.runtime(plan, spec, built.file(_rust.binary_path(plan, spec)))
+
+
+async def native_platform() -> str:
+    """The Dagger engine's own platform."""
+    return str(await dag.default_platform())
+
+
+async def build_stage(
+    source: dagger.Directory,
+    *,
+    component: Component,
+    stage: Stage,
+    platform: str | None,
+    emulate: bool = False,
+    ui_path: str = DEFAULT_UI_PATH,
+) -> dagger.Container:
+    """The container of one build stage of `component` for `platform` (default: the engine's).
+
+    Rust components run the planner to read the recipe before composing the
+    cacher, builder or runtime stages.
+    """
+    spec = component_spec(component)
+    target = parse_platform(platform) if platform is not None else None
+    check_stage(spec, stage)
+    if not spec.rust:
+        folder, has_lock = await ui_folder(source, ui_path)
+        if target is None:
+            target = parse_platform(await native_platform())
+        return ui_image(folder, target=target, has_lock=has_lock)
+    await check_rust_source(source, spec)
+    native = await native_platform()
+    plan = plan_build(native=native, target=target.platform if target else native, emulate=emulate)
+    if stage is Stage.PLANNER:
+        return _rust.planner(plan, source)
+    recipe_text = (await recipes([plan], source))[plan.build_platform]
+    return compose_rust(source, spec, plan, stage, recipe_text)
+
+
+async def build_image(
+    source: dagger.Directory,
+    *,
+    component: Component,
+    platform: str | None,
+    emulate: bool = False,
+    ui_path: str = DEFAULT_UI_PATH,
+) -> dagger.Container:
+    """The runtime image of `component` for `platform` (default: the engine's)."""
+    return await build_stage(
+        source,
+        component=component,
+        stage=Stage.RUNTIME,
+        platform=platform,
+        emulate=emulate,
+        ui_path=ui_path,
+    )
