@@ -294,6 +294,9 @@ class StandInEngine:
             self.env: dict[str, str] = {}
             self.delays: dict[str, float] = {}
             self.on_publish: Callable[[Push], str | None] | None = None
+            # What `Container.file(path).contents()` answers, by path: a string, or a
+            # function of the container node (e.g. a recipe derived from its source).
+            self.container_files: dict[str, str | Callable[[Node], str]] = {}
             self._handlers: dict[tuple[str, str], Handler] = {}
             self._failures: list[tuple[Callable[[Node], bool], str]] = []
 
@@ -684,8 +687,15 @@ def _dir_glob(_engine: StandInEngine, node: Node | None, args: dict[str, Any]) -
     return sorted(k for k in directory_files(node) if fnmatch.fnmatchcase(k, pattern))
 
 
-def _file_contents(_engine: StandInEngine, node: Node | None, _args: dict[str, Any]) -> str:
+def _file_contents(engine: StandInEngine, node: Node | None, _args: dict[str, Any]) -> str:
     assert node is not None
+    parent = node.parent
+    if node.field == "file" and parent is not None and parent.type_name == "Container":
+        answer = engine.container_files.get(str(node.args["path"]))
+        if answer is None:
+            msg = f"the stand-in engine has no contents for {node.describe()}"
+            raise graphql.GraphQLError(msg)
+        return answer if isinstance(answer, str) else answer(parent)
     return file_contents(node).decode()
 
 
