@@ -22,7 +22,7 @@ def test_component_values_are_what_the_cli_takes():
 
 def test_stage_values_in_build_order():
     assert [s.value for s in Stage] == ["planner", "cacher", "builder", "runtime"]
-    assert RUST_STAGES == tuple(Stage)
+    assert tuple(Stage) == RUST_STAGES
 
 
 def test_every_enum_member_is_documented():
