@@ -24,10 +24,10 @@ release of that major line, and ``latest`` only if it is at least every stable
 release. Pre-releases in ``released`` never block. Re-publishing a version that
 is itself in ``released`` gets its moving tags again, so a re-run is idempotent.
 
-Build metadata (``v1.2.3+fork.1``) is kept: OCI tags cannot hold ``+``, so it
-becomes ``_`` (``1.2.3_fork.1``), the convention Helm uses for OCI charts.
-Dropping it would give two different builds the same immutable tag. As semver
-says, build metadata is ignored when ordering versions.
+Build metadata (``v1.2.3+fork.1``) is dropped from the tag (``1.2.3``), as
+docker/metadata-action's ``{{version}}`` does: OCI tags cannot hold ``+``, and
+semver ignores build metadata when ordering versions. Two builds of one version
+therefore share the immutable tag, and publishing refuses the second one.
 
 A tag name that would land in the namespace of release tags (``latest``,
 ``1``, ``1.2``, a full version such as ``1.2.3``, ``pr-7`` or ``x-sha-1234567``)
@@ -262,7 +262,7 @@ def _release_tags(name: str, published: list[semver.Version]) -> list[Tag]:
         _refuse_release_namespace(tag, source=f"git tag {_show(name)}")
         return [Tag(tag, immutable=True)]
 
-    full = str(version).replace("+", "_")
+    full = str(version.replace(build=None))
     if len(full) > MAX_TAG_LENGTH:
         raise BrokkrError(
             f"Version {_show(name)} is {len(full)} characters long; an image tag holds "
@@ -286,12 +286,12 @@ def _release_tags(name: str, published: list[semver.Version]) -> list[Tag]:
 
 
 def _branch_tags(branch: str, commit: str) -> list[Tag]:
-    """``<branch>-sha-<7 hex>`` (immutable) and ``<branch>`` (moving)."""
+    """``<branch>`` (moving) and ``<branch>-sha-<7 hex>`` (immutable), in the SPEC's order."""
     base = sanitize_tag(branch, max_length=MAX_TAG_LENGTH - _SHA_SUFFIX_LENGTH)
     _refuse_release_namespace(base, source=f"branch {_show(branch)}")
     return [
-        Tag(f"{base}{_SHA_INFIX}{commit[:SHORT_SHA_LENGTH]}", immutable=True),
         Tag(base, immutable=False),
+        Tag(f"{base}{_SHA_INFIX}{commit[:SHORT_SHA_LENGTH]}", immutable=True),
     ]
 
 
