@@ -12,3 +12,4 @@ os.environ.setdefault("DAGGER_MAIN_OBJECT", "Brokkr")
 
 # Fixture modules (one import line each).
 from tests._standin import brokkr, engine, fixture_source, standin_engine  # noqa: E402, F401
+from tests._registry_server import auth_registry, registry  # noqa: F401
