@@ -1,0 +1,201 @@
+"""dockerfiles/ and the Dagger pipeline build the same images.
+
+Each Dockerfile is read with tests/_dockerfile.py and compared with the build
+graph the pipeline records in the stand-in engine: base images, installed
+packages, cargo commands, cross-compiling environment, exposed ports, user,
+entrypoint, kubectl download and checksum. The Dockerfiles always pass
+`--target` (even natively, where it is harmless); the pipeline passes it only
+when cross-compiling, so cargo commands are compared on the cross graph.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dagger import dag
+
+from ci._build import build_image, build_stage
+from ci._components import COMPONENTS, Component, Stage
+from tests._dockerfile import (
+    Dockerfile,
+    apt_packages,
+    parse,
+    shell_branches,
+    shell_commands,
+    substitute,
+)
+from tests._dockerfile import Stage as DockerStage
+from tests._standin import FIXTURE_WORKSPACE, Node, StandInEngine
+from tests.test_build import RECIPE_PATH, file_source, installed, mounts, producer, recipe_of
+
+DOCKERFILES = Path(__file__).resolve().parent.parent / "dockerfiles"
+CROSS = {"BUILDARCH": "amd64", "TARGETARCH": "arm64"}
+NATIVE = {"BUILDARCH": "amd64", "TARGETARCH": "amd64"}
+
+
+def dockerfile(component: Component) -> Dockerfile:
+    return parse((DOCKERFILES / f"Dockerfile.{component.value}").read_text())
+
+
+@pytest.fixture
+def recipes(engine: StandInEngine) -> StandInEngine:
+    engine.container_files[RECIPE_PATH] = recipe_of
+    return engine
+
+
+async def runtime_graph(engine: StandInEngine, component: Component, platform: str) -> Node:
+    source = dag.host().directory(str(FIXTURE_WORKSPACE))
+    ctr = await build_image(source, component=component, platform=platform)
+    return engine.node(await ctr.id())
+
+
+def run_commands(stage: DockerStage, variables: dict[str, str]) -> list[list[str]]:
+    """Every simple command of the stage's RUNs, variables substituted."""
+    return [
+        [substitute(arg, variables) for arg in command]
+        for script in stage.runs()
+        for command in shell_commands(script)
+    ]
+
+
+def toolchain_branches(stage: DockerStage) -> tuple[list[list[str]], list[list[str]]]:
+    """The (native, cross) command lists of a toolchain stage's `if BUILDARCH = …` RUN."""
+    (script,) = stage.runs()
+    _condition, native, cross = shell_branches(script)
+    return native, cross
+
+
+def packages_of(commands: list[list[str]]) -> list[str]:
+    return apt_packages(" && ".join(" ".join(c) for c in commands))
+
+
+RUST = [Component.BROKER, Component.AGENT]
+
+
+@pytest.mark.parametrize("component", RUST)
+async def test_cross_builder_matches(recipes: StandInEngine, component: Component):
+    spec = COMPONENTS[component]
+    df = dockerfile(component)
+    runtime = await runtime_graph(recipes, component, "linux/arm64")
+    builder = producer(file_source(runtime, f"/usr/local/bin/{spec.binary}"))
+
+    chef, toolchain, cacher, build = df.lineage("builder", CROSS)
+    assert [s.name for s in (chef, toolchain, cacher, build)] == [
+        "chef",
+        "toolchain-arm64",
+        "cacher",
+        "builder",
+    ]
+    # Builder stages run on the build machine's platform.
+    assert chef.platform == "$BUILDPLATFORM"
+    assert chef.base == builder.base_image()
+
+    variables = {**CROSS, **toolchain.env()}
+    _native, cross = toolchain_branches(toolchain)
+    assert packages_of(cross) == installed(builder)
+    graph_execs = builder.execs()
+    for command in cross:
+        if command[0] in ("dpkg", "rustup"):
+            assert command in graph_execs
+    env = toolchain.env()
+    del env["RUST_TARGET"]
+    assert env == builder.env()
+
+    cargo = [
+        c
+        for stage in (chef, cacher, build)
+        for c in run_commands(stage, variables)
+        if c[0] == "cargo"
+    ]
+    assert cargo == [a for a in graph_execs if a[0] == "cargo"]
+    assert cacher.of("COPY")[0].flag("from") == "planner"
+
+
+@pytest.mark.parametrize("component", RUST)
+async def test_native_toolchain_matches(recipes: StandInEngine, component: Component):
+    spec = COMPONENTS[component]
+    df = dockerfile(component)
+    runtime = await runtime_graph(recipes, component, "linux/amd64")
+    builder = producer(file_source(runtime, f"/usr/local/bin/{spec.binary}"))
+    toolchain = df.lineage("builder", NATIVE)[1]
+    assert toolchain.name == "toolchain-amd64"
+    native, _cross = toolchain_branches(toolchain)
+    assert packages_of(native) == installed(builder)
+    assert not any(c[0] in ("dpkg", "rustup") for c in native)
+
+
+@pytest.mark.parametrize("component", RUST)
+async def test_planner_matches(recipes: StandInEngine, component: Component):
+    df = dockerfile(component)
+    source = dag.host().directory(str(FIXTURE_WORKSPACE))
+    ctr = await build_stage(source, component=component, stage=Stage.PLANNER, platform=None)
+    planner = recipes.node(await ctr.id())
+    chef, stage = df.lineage("planner", NATIVE)
+    assert run_commands(stage, {}) == [planner.execs()[-1]]
+    assert [c.value for c in stage.of("COPY")] == [". ."]
+    assert chef.workdir() == planner.last("withWorkdir").args["path"]
+
+
+@pytest.mark.parametrize("component", RUST)
+@pytest.mark.parametrize("platform", ["linux/amd64", "linux/arm64"])
+async def test_runtime_matches(recipes: StandInEngine, component: Component, platform: str):
+    spec = COMPONENTS[component]
+    arch = platform.split("/")[1]
+    df = dockerfile(component)
+    runtime = await runtime_graph(recipes, component, platform)
+    final = df.final
+    assert final.name == "runtime"
+    assert final.platform is None  # the target platform
+    assert final.base == runtime.base_image()
+    assert apt_packages(final.runs()[0]) == installed(runtime)
+    other = [c for c in run_commands(final, {}) if c[0] not in ("apt-get", "rm")]
+    assert other == [a for a in runtime.execs() if a[:2] != ["sh", "-c"]]
+    assert final.exposed() == [runtime.last("withExposedPort").args["port"]]
+    assert final.entrypoint() == runtime.last("withEntrypoint").args["args"]
+    user = runtime.last("withUser")
+    assert final.user() == (None if user is None else user.args["name"])
+
+    copies = {c.value.split()[-1]: c for c in final.of("COPY")}
+    for write in runtime.calls("withFile"):
+        copy = copies.pop(write.args["path"])
+        assert int(copy.flag("chmod") or "0", 8) == write.args["permissions"]
+        assert (copy.flag("chown") or "") == write.args.get("owner", "")
+    assert copies == {}
+    assert final.of("COPY")[-1].flag("from") == "builder"
+
+    if spec.kubectl:
+        kubectl = file_source(runtime, "/usr/local/bin/kubectl")
+        (add,) = df.resolve("kubectl-${TARGETARCH}", {"TARGETARCH": arch}).of("ADD")
+        url, dest = add.value.split()
+        assert dest == "/kubectl"
+        assert url == kubectl.args["url"]
+        assert add.flag("checksum") == kubectl.args["checksum"]
+        assert df.stage("kubectl").base == "kubectl-${TARGETARCH}"
+
+
+async def test_ui_matches(engine: StandInEngine):
+    df = dockerfile(Component.UI)
+    source = dag.host().directory(str(FIXTURE_WORKSPACE))
+    ui = engine.node(await (await build_image(source, component=Component.UI, platform=None)).id())
+    final = df.final
+    assert final.base == ui.base_image()
+    assert final.platform is None
+    assert final.workdir() == ui.last("withWorkdir").args["path"]
+    assert final.args()["UI_PATH"] == "examples/ui"
+    (run,) = final.of("RUN")
+    assert [m.split("target=")[1] for m in run.flags["mount"]] == list(mounts(ui))
+    _condition, with_lock, without_lock = shell_branches(run.value)
+    assert with_lock == ui.execs()
+    assert without_lock == [["npm", "install"]]
+    assert final.exposed() == [ui.last("withExposedPort").args["port"]]
+    assert final.cmd() == ui.last("withDefaultArgs").args["args"]
+    assert final.entrypoint() is None  # node's own entrypoint, as in the pipeline
+    assert ui.calls("withEntrypoint") == []
+
+
+@pytest.mark.parametrize("component", list(Component))
+def test_dockerfiles_ignore_what_the_pipeline_excludes(component: Component):
+    ignored = (DOCKERFILES / f"Dockerfile.{component.value}.dockerignore").read_text().split()
+    for pattern in ("**/target", "**/node_modules", "**/.git"):
+        assert pattern in ignored
