@@ -239,8 +239,6 @@ class Push:
     container: Node
     variants: list[Node]
     digest: str
-    started: float
-    finished: float
 
     def platforms(self, default: str) -> list[str]:
         """Platforms of the pushed image (the container and its variants)."""
@@ -422,7 +420,7 @@ class StandInEngine:
         if field in EVALUATING and parent is not None:
             self._evaluate(field, parent, args)
 
-        handler = self._handlers.get((type_name, field)) or _BUILTIN.get((type_name, field))
+        handler = self._handlers.get((type_name, field)) or BUILTIN.get((type_name, field))
         if handler is not None:
             return handler(self, parent, args)
         if field in ("id", "sync") and parent is not None:
@@ -533,10 +531,7 @@ def _publish(engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> 
     variants = list(args.get("platformVariants") or [])
     content = _canon([node, *variants])
     digest = "sha256:" + hashlib.sha256(content.encode()).hexdigest()
-    started = time.monotonic()
-    if delay := engine.delays.get("push"):
-        time.sleep(delay)
-    push = Push(str(args["address"]), node, variants, digest, started, time.monotonic())
+    push = Push(str(args["address"]), node, variants, digest)
     if engine.on_publish is not None:
         real = engine.on_publish(push)
         if real:
@@ -704,7 +699,7 @@ def _file_size(_engine: StandInEngine, node: Node | None, _args: dict[str, Any])
     return len(file_contents(node))
 
 
-_BUILTIN: dict[tuple[str, str], Handler] = {
+BUILTIN: dict[tuple[str, str], Handler] = {
     ("Query", "defaultPlatform"): _default_platform,
     ("Query", "version"): _version,
     ("Query", "node"): _node_lookup,

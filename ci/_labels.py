@@ -1,0 +1,71 @@
+"""OCI image labels (pure): what GHCR and users read off a published image."""
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+
+from ci._components import ComponentSpec
+from ci._errors import BrokkrError
+
+LICENSE = "Elastic-2.0"
+"""Brokkr's license (SPDX identifier)."""
+
+DEFAULT_SOURCE_URL = "https://github.com/colliery-io/brokkr"
+"""The repository GHCR links the packages to."""
+
+_URL = re.compile(r"https://[^\s\"']+")
+
+
+def validate_created(created: str) -> str:
+    """Check `created` is an RFC 3339 timestamp (the commit time); return it unchanged.
+
+    The label holds the commit time rather than the wall clock so that the same
+    commit rebuilds to the same image digest.
+    """
+    if not created:
+        return ""
+    try:
+        stamp = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        stamp = None
+    if stamp is None or stamp.tzinfo is None or "T" not in created:
+        msg = (
+            f"--created must be an RFC 3339 timestamp with a time zone, such as "
+            f"2026-11-26T22:53:05Z (`git log -1 --format=%cI`); got {created!r}"
+        )
+        raise BrokkrError(msg)
+    return created
+
+
+def validate_source_url(url: str) -> str:
+    """Check the repository URL GHCR links the package to."""
+    if not _URL.fullmatch(url):
+        msg = f"--source-url must be an https:// URL of the repository, got {url!r}"
+        raise BrokkrError(msg)
+    return url
+
+
+def image_labels(
+    spec: ComponentSpec,
+    *,
+    revision: str,
+    version: str,
+    created: str = "",
+    source_url: str = DEFAULT_SOURCE_URL,
+) -> Mapping[str, str]:
+    """The `org.opencontainers.image.*` labels of one published image.
+
+    `version` is the most specific tag; `created` is omitted when not given
+    (never the wall clock: that would change the digest on every rebuild).
+    """
+    labels = {
+        "org.opencontainers.image.source": source_url,
+        "org.opencontainers.image.revision": revision,
+        "org.opencontainers.image.version": version,
+        "org.opencontainers.image.title": spec.name,
+        "org.opencontainers.image.description": spec.description,
+        "org.opencontainers.image.licenses": LICENSE,
+    }
+    if created:
+        labels["org.opencontainers.image.created"] = created
+    return labels
