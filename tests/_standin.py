@@ -714,6 +714,35 @@ BUILTIN: dict[tuple[str, str], Handler] = {
 }
 
 
+def push_to_registry(
+    engine: StandInEngine, *, registry: str, base_url: str, auth: tuple[str, str] | None = None
+) -> Callable[[Push], str | None]:
+    """A publish hook that really pushes, for addresses in the loopback ``registry``.
+
+    It pushes a small image with the platforms of the published variants (the
+    same call chains give the same image, so every tag of one publish names one
+    index) and returns the digest the registry reports.
+    """
+    from tests._registry_server import push_image
+
+    def hook(push: Push) -> str | None:
+        host, _, rest = push.address.partition("/")
+        if host != registry:
+            return None
+        repository, _, tag = rest.rpartition(":")
+        content = push.container.key() + "".join(v.key() for v in push.variants)
+        return push_image(
+            base_url,
+            repository,
+            tag,
+            platforms=push.platforms(engine.default_platform),
+            auth=auth,
+            seed=hashlib.sha256(content.encode()).hexdigest(),
+        )
+
+    return hook
+
+
 # ---------------------------------------------------------------------------
 # Registration: reading the module's typedefs back
 

@@ -16,7 +16,14 @@ from dagger.mod._exceptions import FunctionError
 
 from ci import _publish
 from tests._registry_server import RegistryServer, push_image
-from tests._standin import FIXTURE_WORKSPACE, ModuleCaller, Node, Push, StandInEngine
+from tests._standin import (
+    FIXTURE_WORKSPACE,
+    ModuleCaller,
+    Node,
+    Push,
+    StandInEngine,
+    push_to_registry,
+)
 
 pytestmark = pytest.mark.registry
 
@@ -32,25 +39,10 @@ def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def really_push(engine: StandInEngine, server: RegistryServer) -> Callable[[Push], str | None]:
-    """A publish hook: push an image with the variants' platforms to the loopback registry."""
-
-    def hook(push: Push) -> str | None:
-        registry, _, rest = push.address.partition("/")
-        if registry != server.registry:
-            return None
-        repository, _, tag = rest.rpartition(":")
-        content = push.container.key() + "".join(v.key() for v in push.variants)
-        seed = str(uuid.uuid5(uuid.NAMESPACE_URL, content))
-        return push_image(
-            server.base_url,
-            repository,
-            tag,
-            platforms=push.platforms(engine.default_platform),
-            auth=server.auth,
-            seed=seed,
-        )
-
-    return hook
+    """Let the stand-in's publish really push to ``server``."""
+    return push_to_registry(
+        engine, registry=server.registry, base_url=server.base_url, auth=server.auth
+    )
 
 
 @pytest.fixture
