@@ -12,7 +12,11 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, Ignore, function, object_type
 
-from ci import _tags
+from ci import _inspection, _publish, _tags
+from ci._components import Component
+from ci._labels import DEFAULT_SOURCE_URL
+
+ALL_PLATFORMS = (dagger.Platform("linux/amd64"), dagger.Platform("linux/arm64"))
 
 SOURCE_IGNORE = ["**/target", "**/node_modules", ".git", ".dagger", "sdk", "**/__pycache__"]
 
@@ -36,19 +40,100 @@ class Brokkr:
         self,
         ref: Annotated[
             str,
-            Doc("The git ref: refs/tags/v1.2.3, refs/heads/<branch> or refs/pull/<N>/merge"),
+            Doc(
+                "Git ref that triggered the build, as $GITHUB_REF gives it: refs/tags/<tag>, "
+                "refs/heads/<branch> or refs/pull/<N>/merge (or /head). Empty with --pr."
+            ),
         ] = "",
-        sha: Annotated[str, Doc("The commit sha (needed for branch pushes)")] = "",
-        pr: Annotated[int | None, Doc("Pull request number, instead of a refs/pull ref")] = None,
+        sha: Annotated[
+            str,
+            Doc(
+                "Commit that was built, 7 to 40 hex digits ($GITHUB_SHA). Required for a "
+                "branch push: it makes the <branch>-sha-<7 hex> tag."
+            ),
+        ] = "",
+        pr: Annotated[
+            int | None, Doc("Pull request number, for a build without a refs/pull ref: pr-N")
+        ] = None,
         released: Annotated[
             Sequence[str],
-            Doc("Versions already published (e.g. v1.2.0); moving tags never move backwards"),
+            Doc(
+                "Versions already published (e.g. v1.2.0 2.0.0): the moving tags 1.2, 1 and "
+                "latest never move below them; pre-releases never block"
+            ),
         ] = (),
     ) -> list[str]:
-        """The image tags a ref gets, most specific first.
+        """Show the image tags a git ref gets.
 
-        `dagger call tags --ref refs/tags/v1.2.3` prints `1.2.3 1.2 1 latest`;
-        a pre-release gets only its version, a branch `<branch>` and
-        `<branch>-sha-<7 chars>`, a pull request `pr-<N>`.
+        A release tag v1.2.3 gives `1.2.3 1.2 1 latest`; a pre-release only its
+        version; a branch `<branch>` and `<branch>-sha-<7 hex>` (branch names are
+        made into valid tags: feature/foo becomes feature-foo); a pull request
+        `pr-N`. Example: `dagger call tags --ref refs/tags/v1.2.3`.
         """
         return [tag.name for tag in _tags.compute_tags(ref, sha=sha, pr=pr, released=released)]
+
+    @function(cache="never")
+    async def publish(
+        self,
+        ref: Annotated[str, Doc("The git ref being published ($GITHUB_REF)")] = "",
+        sha: Annotated[str, Doc("The commit being published ($GITHUB_SHA), 7 to 40 hex")] = "",
+        pr: Annotated[int | None, Doc("Pull request number, instead of a refs/pull ref")] = None,
+        component: Annotated[
+            Component | None, Doc("Publish only this component (default: all three)")
+        ] = None,
+        registry: Annotated[
+            str, Doc("Registry and namespace; images go to {registry}/brokkr-{component}")
+        ] = _publish.DEFAULT_REGISTRY,
+        username: Annotated[str, Doc("Registry user ($GITHUB_ACTOR); needs --password")] = "",
+        password: Annotated[
+            dagger.Secret | None,
+            Doc(
+                "Registry password or token, as a secret (--password env:GITHUB_TOKEN). "
+                "Without it the Docker login the Dagger CLI forwards is used."
+            ),
+        ] = None,
+        platforms: Annotated[
+            Sequence[dagger.Platform], Doc("Platforms of every image")
+        ] = ALL_PLATFORMS,
+        dry_run: Annotated[
+            bool, Doc("Print every address that would be pushed; build and push nothing")
+        ] = False,
+        force: Annotated[
+            bool, Doc("Overwrite immutable tags (1.2.3, branch-sha-…) that already exist")
+        ] = False,
+        created: Annotated[
+            str,
+            Doc("Commit time for the org.opencontainers.image.created label (RFC 3339)"),
+        ] = "",
+        source_url: Annotated[
+            str, Doc("Repository URL for org.opencontainers.image.source (GHCR links to it)")
+        ] = DEFAULT_SOURCE_URL,
+    ) -> list[str]:
+        """Build every platform of each component, push it under every tag, verify it.
+
+        Tags come from the ref (see `tags`), with the registry's existing
+        releases deciding whether moving tags (1.2, 1, latest) may move. An
+        immutable tag that already exists stops the run before anything is
+        built. All variants are built before the first push; a failed build
+        pushes nothing. Returns one `address@sha256:…` line per pushed tag,
+        each read back from the registry. CI runs:
+
+        dagger call publish --ref "$GITHUB_REF" --sha "$GITHUB_SHA"
+        --username "$GITHUB_ACTOR" --password env:GITHUB_TOKEN
+        """
+        request = _publish.PublishRequest.create(
+            ref=ref,
+            sha=sha,
+            pr=pr,
+            component=component,
+            registry=registry,
+            platforms=[str(p) for p in platforms],
+            created=created,
+            source_url=source_url,
+            dry_run=dry_run,
+            force=force,
+        )
+        credentials = await _inspection.credentials_from(username, password)
+        return await _publish.publish(
+            request, self.source, username=username, password=password, credentials=credentials
+        )

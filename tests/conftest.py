@@ -11,5 +11,5 @@ os.environ.setdefault("DAGGER_MODULE", "brokkr")
 os.environ.setdefault("DAGGER_MAIN_OBJECT", "Brokkr")
 
 # Fixture modules (one import line each).
-from tests._standin import brokkr, engine, fixture_source, standin_engine  # noqa: E402, F401
 from tests._registry_server import auth_registry, registry  # noqa: F401
+from tests._standin import brokkr, engine, fixture_source, standin_engine  # noqa: F401
