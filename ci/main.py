@@ -12,8 +12,9 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, Ignore, function, object_type
 
-from ci import _inspection, _publish, _tags
-from ci._components import Component
+from ci import _build, _image, _inspection, _publish, _tags
+from ci._components import Component, Stage
+from ci._image import Image
 from ci._labels import DEFAULT_SOURCE_URL
 
 ALL_PLATFORMS = (dagger.Platform("linux/amd64"), dagger.Platform("linux/arm64"))
@@ -71,6 +72,154 @@ class Brokkr:
         `pr-N`. Example: `dagger call tags --ref refs/tags/v1.2.3`.
         """
         return [tag.name for tag in _tags.compute_tags(ref, sha=sha, pr=pr, released=released)]
+
+    @function
+    async def build(
+        self,
+        component: Annotated[Component, Doc("The image to build: broker, agent or ui")],
+        platform: Annotated[
+            dagger.Platform | None,
+            Doc("Target platform, linux/amd64 or linux/arm64 (default: the engine's own)"),
+        ] = None,
+        emulate: Annotated[
+            bool,
+            Doc(
+                "Run the Rust stages under emulation on the target platform instead of "
+                "cross-compiling on the engine's platform (slower; for comparison)"
+            ),
+        ] = False,
+        ui_path: Annotated[str, Doc("Folder of the UI app in the source")] = _build.DEFAULT_UI_PATH,
+    ) -> dagger.Container:
+        """Build the runtime image of one component for one platform.
+
+        A platform other than the engine's is cross-compiled on the engine's
+        platform (Rust) and only the binary goes into the target-platform image.
+        Examples: `dagger call build --component broker`,
+        `dagger call build --component agent --platform linux/arm64 terminal`.
+        """
+        return await _build.build_image(
+            self.source, component=component, platform=platform, emulate=emulate, ui_path=ui_path
+        )
+
+    @function
+    async def stage(
+        self,
+        component: Annotated[Component, Doc("The image: broker, agent or ui")],
+        stage: Annotated[Stage, Doc("planner, cacher, builder or runtime (ui has only runtime)")],
+        platform: Annotated[
+            dagger.Platform | None, Doc("Target platform (default: the engine's own)")
+        ] = None,
+        emulate: Annotated[
+            bool, Doc("Run the Rust stages under emulation instead of cross-compiling")
+        ] = False,
+        ui_path: Annotated[str, Doc("Folder of the UI app in the source")] = _build.DEFAULT_UI_PATH,
+    ) -> dagger.Container:
+        """One intermediate build stage, for debugging.
+
+        `dagger call stage --component broker --stage cacher terminal` opens a
+        shell where the dependency build ran.
+        """
+        return await _build.build_stage(
+            self.source,
+            component=component,
+            stage=stage,
+            platform=platform,
+            emulate=emulate,
+            ui_path=ui_path,
+        )
+
+    @function
+    async def image(
+        self,
+        component: Annotated[Component, Doc("The image: broker, agent or ui")],
+        platforms: Annotated[
+            Sequence[dagger.Platform], Doc("Platforms to build (default: linux/amd64 linux/arm64)")
+        ] = ALL_PLATFORMS,
+        emulate: Annotated[
+            bool, Doc("Run the Rust stages under emulation instead of cross-compiling")
+        ] = False,
+        ui_path: Annotated[str, Doc("Folder of the UI app in the source")] = _build.DEFAULT_UI_PATH,
+    ) -> Image:
+        """A multi-platform image of one component: export it or push it.
+
+        `dagger call image --component broker tarball export --path broker.tar`;
+        `dagger call image --component ui publish --address ghcr.io/me/brokkr-ui:dev`.
+        """
+        return await _image.build_multi(
+            self.source,
+            component=component,
+            platforms=[str(p) for p in platforms],
+            emulate=emulate,
+            ui_path=ui_path,
+        )
+
+    @function
+    async def inspect(
+        self,
+        address: Annotated[
+            str,
+            Doc(
+                "The image: registry/org/name:tag, registry/org/name@sha256:<digest> "
+                "or registry/org/name:tag@sha256:<digest>"
+            ),
+        ],
+        username: Annotated[str, Doc("Registry user name; empty for anonymous access")] = "",
+        password: Annotated[
+            dagger.Secret | None,
+            Doc("Registry password or token, as a secret (e.g. env:GITHUB_TOKEN)"),
+        ] = None,
+    ) -> _inspection.ImageInfo:
+        """An image's digest, media type and platforms, read from its registry without Docker.
+
+        `dagger call inspect --address ghcr.io/colliery-io/brokkr-broker:1.2.3 summary`
+        prints a table (platform, compressed size, manifest digest); chain a field
+        instead for one value, e.g. `... digest` or `... platforms platform`.
+        Attestation manifests are left out.
+        """
+        credentials = await _inspection.credentials_from(username, password)
+        return await _inspection.inspect_address(address, credentials=credentials)
+
+    @function
+    async def list_tags(
+        self,
+        repository: Annotated[
+            str,
+            Doc("The repository, without tag or digest, e.g. ghcr.io/colliery-io/brokkr-broker"),
+        ],
+        username: Annotated[str, Doc("Registry user name; empty for anonymous access")] = "",
+        password: Annotated[
+            dagger.Secret | None,
+            Doc("Registry password or token, as a secret (e.g. env:GITHUB_TOKEN)"),
+        ] = None,
+    ) -> list[str]:
+        """Every tag of a repository, sorted (follows the registry's pagination).
+
+        `dagger call list-tags --repository ghcr.io/colliery-io/brokkr-broker`
+        """
+        credentials = await _inspection.credentials_from(username, password)
+        return await _inspection.repository_tags(repository, credentials=credentials)
+
+    @function
+    async def sizes(
+        self,
+        address: Annotated[
+            str,
+            Doc("The image: registry/org/name:tag or registry/org/name@sha256:<digest>"),
+        ],
+        username: Annotated[str, Doc("Registry user name; empty for anonymous access")] = "",
+        password: Annotated[
+            dagger.Secret | None,
+            Doc("Registry password or token, as a secret (e.g. env:GITHUB_TOKEN)"),
+        ] = None,
+    ) -> str:
+        """The image size table: one row per platform, compressed size in MB (10^6 bytes).
+
+        `dagger call sizes --address ghcr.io/colliery-io/brokkr-broker:1.2.3` prints a
+        Markdown table (image, platform, compressed size = config + layers).
+        """
+        credentials = await _inspection.credentials_from(username, password)
+        info = await _inspection.inspect_address(address, credentials=credentials)
+        return _inspection.size_table(info)
 
     @function(cache="never")
     async def publish(

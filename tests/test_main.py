@@ -1,10 +1,13 @@
 """The module as the engine sees it: registration and calls through `get_result`."""
 
+import uuid
+
 import pytest
 from dagger.mod._exceptions import FunctionError
 
 from ci import _tags
-from tests._standin import ModuleCaller, ModuleDef
+from tests._registry_server import RegistryServer, push_image
+from tests._standin import ModuleCaller, ModuleDef, StandInEngine
 
 
 async def _module(brokkr: ModuleCaller) -> ModuleDef:
@@ -71,3 +74,89 @@ async def test_bad_ref_is_a_clear_error(brokkr: ModuleCaller):
         await brokkr.call("tags", ref="refs/weird/x")
     assert "refs/tags/" in str(info.value)
     assert "refs/heads/" in str(info.value)
+
+
+# -- the build functions, called as `dagger call` calls them ----------------------
+
+RECIPE = '{"skeleton": "fixture"}'
+
+
+async def test_build_broker_for_the_engine_platform(brokkr: ModuleCaller, engine: StandInEngine):
+    # dagger call build --component broker
+    engine.container_files["/app/recipe.json"] = RECIPE
+    node = engine.node(await brokkr.call("build", component="BROKER"))
+    assert node.platform("?") == engine.default_platform
+    assert node.base_image() == "debian:bookworm-slim"
+    assert node.last("withEntrypoint").args["args"] == ["brokkr-broker"]
+    assert any(n.args["path"] == "/usr/local/bin/brokkr-broker" for n in node.calls("withFile"))
+    assert [n.args["port"] for n in node.calls("withExposedPort")] == [3000]
+
+
+async def test_build_agent_for_arm64_cross_compiles(brokkr: ModuleCaller, engine: StandInEngine):
+    # dagger call build --component agent --platform linux/arm64
+    engine.container_files["/app/recipe.json"] = RECIPE
+    node = engine.node(await brokkr.call("build", component="AGENT", platform="linux/arm64"))
+    assert node.platform("?") == "linux/arm64"
+    (copy,) = [n for n in node.calls("withFile") if n.args["path"] == "/usr/local/bin/brokkr-agent"]
+    builder = copy.args["source"].parent
+    assert builder.platform("?") == "linux/amd64"  # the engine's own platform
+    assert any("aarch64-unknown-linux-gnu" in args for args in builder.execs())
+
+
+async def test_stage_returns_the_cacher(brokkr: ModuleCaller, engine: StandInEngine):
+    # dagger call stage --component broker --stage cacher
+    engine.container_files["/app/recipe.json"] = RECIPE
+    node = engine.node(await brokkr.call("stage", component="BROKER", stage="CACHER"))
+    cook = [a for a in node.execs() if a[:3] == ["cargo", "chef", "cook"]]
+    assert cook
+    assert not any(n.field == "withDirectory" and n.args["path"] == "/app" for n in node.chain())
+
+
+async def test_image_has_one_variant_per_platform(brokkr: ModuleCaller, engine: StandInEngine):
+    # dagger call image --component ui
+    image = await brokkr.call("image", component="UI")
+    assert image["platforms"] == ["linux/amd64", "linux/arm64"]
+    variants = [engine.node(v) for v in image["variants"]]
+    assert [v.platform("?") for v in variants] == ["linux/amd64", "linux/arm64"]
+    tarball = engine.node(await brokkr.call("tarball", parent="Image", state=image))
+    assert tarball.field == "asTarball"
+    assert tarball.args["platformVariants"] == variants[1:]
+
+
+async def test_bad_platform_is_refused_before_any_work(brokkr: ModuleCaller, engine: StandInEngine):
+    # (A bad --component never reaches the module: the CLI offers only the enum's members.)
+    with pytest.raises(FunctionError, match="linux/s390x"):
+        await brokkr.call("build", component="BROKER", platform="linux/s390x")
+    assert engine.evaluated == []
+
+
+async def test_function_signatures_as_the_cli_sees_them(brokkr: ModuleCaller):
+    mod = await brokkr.typedefs()
+    assert mod.enums["Component"] == ["BROKER", "AGENT", "UI"]
+    assert mod.enums["Stage"] == ["PLANNER", "CACHER", "BUILDER", "RUNTIME"]
+    fns = mod.objects["Brokkr"].functions
+    assert {"tags", "build", "stage", "image", "publish", "inspect", "list_tags", "sizes"} <= set(
+        fns
+    )
+    assert fns["build"].return_type == "Container"
+    assert fns["build"].args["platform"].type == "Platform"
+    assert fns["build"].args["platform"].optional
+    assert fns["image"].return_type == "Image"
+    assert fns["inspect"].return_type == "ImageInfo"
+    assert {"tarball", "publish"} <= set(mod.objects["Image"].functions)
+
+
+@pytest.mark.registry
+async def test_inspect_list_tags_and_sizes_read_a_real_registry(
+    brokkr: ModuleCaller, registry: RegistryServer
+):
+    repo = f"m{uuid.uuid4().hex[:8]}/brokkr-broker"
+    digest = push_image(registry.base_url, repo, ["1.2.3", "latest"], seed="inspect")
+    info = await brokkr.call("inspect", address=registry.address(repo, "1.2.3"))
+    assert info["digest"] == digest
+    assert [p["platform"] for p in info["platforms"]] == ["linux/amd64", "linux/arm64"]
+    tags = await brokkr.call("list_tags", repository=f"{registry.registry}/{repo}")
+    assert tags == ["1.2.3", "latest"]
+    table = await brokkr.call("sizes", address=registry.address(repo, "latest"))
+    assert "linux/amd64" in table
+    assert "linux/arm64" in table
