@@ -85,10 +85,12 @@ async def build_multi(
     platforms: Sequence[str] = SUPPORTED_PLATFORMS,
     emulate: bool = False,
     ui_path: str = DEFAULT_UI_PATH,
+    source_checked: bool = False,
 ) -> Image:
     """Compose the runtime image of `component` for every platform in `platforms`.
 
-    Platforms and the source are checked first (once). The only evaluation is
+    Platforms and the source are checked first (once; `source_checked` says the
+    caller already ran `check_rust_source`). The only evaluation is
     the cargo-chef planner, once per distinct build platform, run concurrently;
     the variants themselves are built by the engine when the image is exported
     or published, all platforms in parallel.
@@ -99,7 +101,8 @@ async def build_multi(
         folder, has_lock = await ui_folder(source, ui_path)
         variants = [ui_image(folder, target=t, has_lock=has_lock) for t in targets]
     else:
-        await check_rust_source(source, spec)
+        if not source_checked:
+            await check_rust_source(source, spec)
         native = await native_platform()
         plans = [plan_build(native=native, target=t.platform, emulate=emulate) for t in targets]
         recipe_texts = await recipes(plans, source)

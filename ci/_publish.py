@@ -208,30 +208,46 @@ def dry_run_report(request: PublishRequest, targets: Sequence[Target]) -> list[s
     return lines
 
 
-async def build(
-    request: PublishRequest, source: dagger.Directory, targets: Sequence[Target]
-) -> dict[str, list[dagger.Container]]:
-    """Compose and build every variant of every target; any failure stops the run."""
-    images: dict[str, _image.Image] = {}
+async def compose(
+    request: PublishRequest, source: dagger.Directory
+) -> dict[Component, _image.Image]:
+    """Compose every component's multi-platform image (runs the cargo-chef planners).
 
-    async def compose(target: Target) -> None:
-        images[target.spec.name] = await _image.build_multi(
-            source, component=target.spec.component, platforms=request.platforms
+    The sources were checked by `check_sources` already.
+    """
+    images: dict[Component, _image.Image] = {}
+
+    async def one(component: Component) -> None:
+        images[component] = await _image.build_multi(
+            source, component=component, platforms=request.platforms, source_checked=True
         )
 
-    await _gather([lambda t=t: compose(t) for t in targets])
+    await _gather([lambda c=c: one(c) for c in request.components])
+    return images
 
+
+def pinned_first(tags: Sequence[Tag]) -> list[Tag]:
+    """The tags in push order: the immutable tag (the most specific) before moving ones."""
+    return sorted(tags, key=lambda t: not t.immutable)
+
+
+async def build(
+    request: PublishRequest,
+    targets: Sequence[Target],
+    images: dict[Component, _image.Image],
+) -> dict[str, list[dagger.Container]]:
+    """Label and build every variant of every target, concurrently; any failure stops the run."""
     variants: dict[str, list[dagger.Container]] = {}
     for target in targets:
         labels = image_labels(
             target.spec,
             revision=request.sha,
-            version=target.tags[0].name,
+            version=pinned_first(target.tags)[0].name,
             created=request.created,
             source_url=request.source_url,
         )
         labelled = []
-        for variant in images[target.spec.name].variants:
+        for variant in images[target.spec.component].variants:
             for name, value in labels.items():
                 variant = variant.with_label(name, value)
             labelled.append(variant)
@@ -239,17 +255,19 @@ async def build(
 
     failures: list[str] = []
 
-    async def sync(name: str, platform: str, variant: dagger.Container) -> None:
+    async def sync(name: str, index: int, platform: str) -> None:
         try:
-            await variant.sync()
+            # The synced container is loaded by its ID: pushing it later sends the
+            # ID instead of resolving the whole build graph again.
+            variants[name][index] = await variants[name][index].sync()
         except dagger.QueryError as e:
             failures.append(f"{name} for {platform}: {_first_line(str(e))}")
 
     await _gather(
         [
-            lambda n=name, p=platform, v=variant: sync(n, p, v)
-            for name, built in variants.items()
-            for platform, variant in zip(request.platforms, built, strict=True)
+            lambda n=name, i=index, p=platform: sync(n, i, p)
+            for name in variants
+            for index, platform in enumerate(request.platforms)
         ]
     )
     if failures:
@@ -258,22 +276,29 @@ async def build(
     return variants
 
 
-async def push(
+async def push_and_verify(
     request: PublishRequest,
     targets: Sequence[Target],
     variants: dict[str, list[dagger.Container]],
+    client: RegistryClient,
     *,
     username: str,
     password: dagger.Secret | None,
-) -> dict[str, str]:
-    """Push each target under all its tags; return the digest reference per address."""
+) -> list[str]:
+    """Push each target under all its tags and read every tag back.
+
+    Components go in parallel. Within one, the pinned tag is pushed first and
+    its other tags after it (GHCR has lost tags under parallel pushes of a new
+    image); then its tags are read back while other components may still push.
+    """
     refs: dict[str, str] = {}
+    problems: list[str] = []
 
     async def one(target: Target) -> None:
         primary, *others = variants[target.spec.name]
         if password is not None:
             primary = primary.with_registry_auth(target.repository.name, username, password)
-        first, *rest = target.tags
+        first, *rest = pinned_first(target.tags)
 
         async def tag(t: Tag) -> None:
             address = target.address(t.name)
@@ -282,6 +307,7 @@ async def push(
 
         await tag(first)
         await _gather([lambda t=t: tag(t) for t in rest])
+        problems.extend(await verify(request, target, refs, client))
 
     try:
         await _gather([lambda t=t: one(t) for t in targets])
@@ -289,7 +315,10 @@ async def push(
         done = [target.address(t) for target in targets for t in target.pushed]
         note = f" Already pushed: {', '.join(done)}." if done else " Nothing was pushed."
         raise BrokkrError(f"{e}{note}") from None
-    return refs
+    if problems:
+        msg = "published, but the registry does not serve what was pushed: " + "; ".join(problems)
+        raise BrokkrError(msg)
+    return [refs[t.address(tag.name)] for t in targets for tag in t.tags]
 
 
 async def _publish(
@@ -313,33 +342,22 @@ async def _publish(
 
 
 async def verify(
-    request: PublishRequest,
-    targets: Sequence[Target],
-    refs: dict[str, str],
-    client: RegistryClient,
+    request: PublishRequest, target: Target, refs: dict[str, str], client: RegistryClient
 ) -> list[str]:
-    """Read every tag back; all tags of a target must name one index with every platform."""
+    """Read every tag of `target` back: all must name the pushed index with every platform."""
+    digests = {refs[target.address(t.name)].rsplit("@", 1)[1] for t in target.tags}
+    if len(digests) != 1:
+        return [f"{target.repository.name}: the tags were pushed as different images"]
+    (expected,) = digests
     problems: list[str] = []
 
-    async def one(target: Target) -> None:
-        digests = {refs[target.address(t.name)].rsplit("@", 1)[1] for t in target.tags}
-        if len(digests) != 1:
-            problems.append(f"{target.repository.name}: the tags were pushed as different images")
-            return
-        (expected,) = digests
-        for tag in target.tags:
-            address = target.address(tag.name)
-            problem = await _read_back(
-                request, client, target.repository.with_tag(tag.name), expected
-            )
-            if problem:
-                problems.append(f"{address}: {problem}")
+    async def one(tag: Tag) -> None:
+        ref = target.repository.with_tag(tag.name)
+        if problem := await _read_back(request, client, ref, expected):
+            problems.append(f"{target.address(tag.name)}: {problem}")
 
-    await _gather([lambda t=t: one(t) for t in targets])
-    if problems:
-        msg = "published, but the registry does not serve what was pushed: " + "; ".join(problems)
-        raise BrokkrError(msg)
-    return [refs[t.address(tag.name)] for t in targets for tag in t.tags]
+    await _gather([lambda t=t: one(t) for t in target.tags])
+    return sorted(problems)
 
 
 async def _read_back(
@@ -375,13 +393,24 @@ async def publish(
     """Run a publish: plan, refuse overwrites, build, push, verify (or report, for a dry run)."""
     await check_sources(request, source)
     async with RegistryClient(credentials=credentials) as client:
-        targets = await plan(request, client)
         if request.dry_run:
-            return dry_run_report(request, targets)
-        refuse_overwrites(targets, force=request.force)
-        variants = await build(request, source, targets)
-        refs = await push(request, targets, variants, username=username, password=password)
-        return await verify(request, targets, refs, client)
+            return dry_run_report(request, await plan(request, client))
+        # Reading the registry and running the planners do not depend on each other.
+        planned: list[Target] = []
+        images: dict[Component, _image.Image] = {}
+
+        async def read_registry() -> None:
+            planned.extend(await plan(request, client))
+
+        async def plan_builds() -> None:
+            images.update(await compose(request, source))
+
+        await _gather([read_registry, plan_builds])
+        refuse_overwrites(planned, force=request.force)
+        variants = await build(request, planned, images)
+        return await push_and_verify(
+            request, planned, variants, client, username=username, password=password
+        )
 
 
 async def _gather(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
