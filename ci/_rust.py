@@ -64,6 +64,10 @@ REGISTRY_CACHE = "brokkr-cargo-registry"
 GIT_CACHE = "brokkr-cargo-git"
 
 
+TOUCH_SOURCES = ["sh", "-c", "find . -path ./target -prune -o -type f -exec touch {} +"]
+"""Make every source file newer than the dependency layer (see `builder`)."""
+
+
 def apt_install(packages: Iterable[str]) -> list[str]:
     """A `sh -c` exec that installs Debian `packages` without recommends and cleans the lists."""
     names = " ".join(shlex.quote(p) for p in packages)
@@ -143,13 +147,16 @@ def builder(
 ) -> dagger.Container:
     """The cacher plus the full source, then `cargo build --release --bin <binary> [--target T]`.
 
-    `cargo chef cook` deletes the artifacts of the dummy workspace libraries it
-    compiled, but not those of dummy binaries; `cargo clean --package` removes
-    the component's own, so its binary is always linked from the real source.
+    Nothing of cook's dummy workspace crates may survive into the release
+    binary (Brokkr once shipped stale SQL migrations that way): every source
+    file is touched so cargo sees each workspace crate, and every file it
+    embeds, as newer than anything cook compiled, and `cargo clean --package`
+    removes the component's own dummy binary, which cook leaves behind.
     """
     return (
         cacher(plan, recipe_text)
         .with_directory(WORKDIR, rust_source(source))
+        .with_exec(TOUCH_SOURCES)
         .with_exec(["cargo", "clean", "--release", "--package", spec.name, *plan.target_args])
         .with_exec(["cargo", "build", "--release", "--bin", spec.binary, *plan.target_args])
     )

@@ -168,10 +168,36 @@ async def test_stages_are_one_chain_with_cargo_chef_installed_once(recipes: Stan
     order = [
         exec_index(builder, ["cargo", "install", "cargo-chef"]),
         exec_index(builder, ["cargo", "chef", "cook"]),
+        exec_index(builder, _rust.TOUCH_SOURCES),
         exec_index(builder, ["cargo", "clean", "--release", "--package", "brokkr-agent"]),
         exec_index(builder, ["cargo", "build", "--release", "--bin", "brokkr-agent"]),
     ]
     assert order == sorted(order)
+
+
+async def test_sources_are_newer_than_the_dependency_layer(recipes: StandInEngine):
+    # The stale-migration regression: after the full source lands on top of cook's
+    # layer, every file is touched before cargo builds, so no workspace crate (nor
+    # a file it embeds) can look older than what cook compiled.
+    ctr = await build_stage(
+        source(), component=Component.BROKER, stage=Stage.BUILDER, platform=None
+    )
+    builder = await node_of(recipes, ctr)
+    chain = builder.chain()
+    source_copy = max(
+        i for i, n in enumerate(chain) if n.field == "withDirectory" and n.args["path"] == "/app"
+    )
+    touch = next(
+        i
+        for i, n in enumerate(chain)
+        if n.field == "withExec" and n.args["args"] == _rust.TOUCH_SOURCES
+    )
+    build = next(
+        i
+        for i, n in enumerate(chain)
+        if n.field == "withExec" and n.args["args"][:2] == ["cargo", "build"]
+    )
+    assert source_copy < touch < build
 
 
 async def test_planner_prepares_the_recipe_over_the_filtered_source(recipes: StandInEngine):

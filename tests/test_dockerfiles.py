@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from dagger import dag
 
+from ci import _rust
 from ci._build import build_image, build_stage
 from ci._components import COMPONENTS, Component, Stage
 from tests._dockerfile import (
@@ -110,6 +111,10 @@ async def test_cross_builder_matches(recipes: StandInEngine, component: Componen
     ]
     assert cargo == [a for a in graph_execs if a[0] == "cargo"]
     assert cacher.of("COPY")[0].flag("from") == "planner"
+    # The builder makes the source newer than cook's layer the same way.
+    touch = _rust.TOUCH_SOURCES[-1]
+    assert touch in build.runs()
+    assert _rust.TOUCH_SOURCES in graph_execs
 
 
 @pytest.mark.parametrize("component", RUST)
