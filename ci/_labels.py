@@ -13,6 +13,9 @@ LICENSE = "Elastic-2.0"
 DEFAULT_SOURCE_URL = "https://github.com/colliery-io/brokkr"
 """The repository GHCR links the packages to."""
 
+REVISION_LABEL = "org.opencontainers.image.revision"
+"""The label holding the commit an image was built from."""
+
 _URL = re.compile(r"https://[^\s\"']+")
 
 
@@ -60,7 +63,7 @@ def image_labels(
     """
     labels = {
         "org.opencontainers.image.source": source_url,
-        "org.opencontainers.image.revision": revision,
+        REVISION_LABEL: revision,
         "org.opencontainers.image.version": version,
         "org.opencontainers.image.title": spec.name,
         "org.opencontainers.image.description": spec.description,

@@ -4,14 +4,17 @@ The order is the contract (SPEC "Publish"):
 
 1. every input is checked before anything runs (`PublishRequest`);
 2. the registry is read: the semver tags already there decide where moving
-   tags may go, and an immutable tag that already exists stops the run
-   (unless `force`);
+   tags may go, and an immutable tag that already exists stops the run before
+   anything is built (unless `force`);
 3. every platform variant of every component is built, concurrently; one
    failure stops the run and nothing is pushed;
-4. each component is pushed as one multi-platform manifest under its first
-   tag, then under its other tags (components in parallel);
+4. each component is pushed as one multi-platform manifest under its
+   immutable tag, then under its other tags (components in parallel);
 5. every tag is read back and must resolve to the pushed index digest with
    every requested platform.
+
+Two runs for the same repository at once could both find a tag absent and
+both push it; CI serialises runs per ref (`concurrency` in the workflow).
 """
 
 from __future__ import annotations
@@ -22,26 +25,22 @@ from dataclasses import dataclass, field
 import anyio
 import dagger
 
-from ci import _image
+from ci import _image, _push
 from ci._build import DEFAULT_UI_PATH, check_rust_source
 from ci._components import Component, ComponentSpec, component_spec
 from ci._errors import BrokkrError
-from ci._labels import image_labels, validate_created, validate_source_url
-from ci._platforms import parse_platforms
+from ci._labels import REVISION_LABEL, image_labels, validate_created, validate_source_url
+from ci._platforms import parse_platform, parse_platforms
 from ci._reference import ImageReference, parse_repository
 from ci._registry import Credentials, RegistryClient
 from ci._tags import Tag, compute_tags, released_versions, validate_sha
 from ci._ui import ui_folder
 
 DEFAULT_REGISTRY = "ghcr.io/colliery-io"
-PUSH_ATTEMPTS = 3
-"""How many times one push is tried when the registry fails transiently."""
 VERIFY_ATTEMPTS = 5
 """How many times a pushed tag is read back before its absence is an error."""
-RETRY_DELAY = 2.0
-"""Seconds before the first retry of a push or read-back; doubled (pushes) or grown after."""
-
-_AUTH_MARKERS = ("401", "403", "unauthorized", "denied", "authentication required", "forbidden")
+READ_BACK_DELAY = 0.5
+"""Seconds between read-back attempts, grown by the attempt number (registries may lag)."""
 
 
 @dataclass(frozen=True)
@@ -83,11 +82,7 @@ class PublishRequest:
         if not platforms:
             msg = "--platforms is empty: give at least one of linux/amd64, linux/arm64"
             raise BrokkrError(msg)
-        specs = parse_platforms(list(platforms))
-        names = [s.platform for s in specs]
-        if len(set(names)) != len(names):
-            msg = f"--platforms names a platform twice: {', '.join(names)}"
-            raise BrokkrError(msg)
+        names = [s.platform for s in parse_platforms(list(platforms))]
         registry = validate_registry(registry)
         components = tuple(Component) if component is None else (component,)
         return cls(
@@ -107,7 +102,8 @@ class PublishRequest:
 def validate_registry(registry: str) -> str:
     """Check a registry namespace such as `ghcr.io/colliery-io` (no tag, no digest)."""
     registry = registry.strip().rstrip("/")
-    if not registry or "@" in registry or registry.rsplit("/", 1)[-1].count(":"):
+    namespace = registry.split("/", 1)[1] if "/" in registry else ""  # after the host[:port]
+    if not registry or "@" in registry or ":" in namespace:
         msg = (
             f"--registry must be a registry and namespace such as ghcr.io/colliery-io "
             f"(no tag or digest), got {registry!r}"
@@ -134,9 +130,12 @@ class Target:
     repository: ImageReference
     tags: list[Tag]
     existing: frozenset[str]
+    revisions: dict[str, str] = field(default_factory=dict)
+    """The commit each existing immutable tag of this run was published from, where known."""
     pushed: list[str] = field(default_factory=list)
 
     def address(self, tag: str) -> str:
+        """`{repository}:{tag}`."""
         return f"{self.repository.name}:{tag}"
 
     @property
@@ -158,31 +157,54 @@ async def check_sources(request: PublishRequest, source: dagger.Directory) -> No
     await _gather([lambda c=c: one(c) for c in request.components])
 
 
-async def plan(request: PublishRequest, client: RegistryClient) -> list[Target]:
-    """Read each repository's tags and compute the tags of this run (concurrently)."""
+async def plan(
+    request: PublishRequest, client: RegistryClient, *, anonymous: bool = False
+) -> list[Target]:
+    """Read each repository's tags and compute the tags of this run (concurrently).
+
+    Existing immutable tags of this run are looked at too: the commit they were
+    published from goes into the refusal message.
+    """
     targets: dict[Component, Target] = {}
 
     async def one(component: Component) -> None:
         repository = parse_repository(repository_address(request.registry, component))
-        existing = await client.list_tags(repository, missing_ok=True)
+        try:
+            existing = await client.list_tags(repository, missing_ok=True)
+        except BrokkrError as e:
+            if anonymous and _refused(str(e)):
+                msg = (
+                    f"{e}. Reading the registry needs credentials here: pass --username and "
+                    "--password (the Docker login the Dagger CLI forwards reaches only the "
+                    "engine's pushes)"
+                )
+                raise BrokkrError(msg) from None
+            raise
         tags = compute_tags(
             request.ref,
             sha=request.sha,
             pr=request.pr,
             released=released_versions(existing),
         )
-        targets[component] = Target(
-            component_spec(component), repository, tags, frozenset(existing)
-        )
+        target = Target(component_spec(component), repository, tags, frozenset(existing))
+        for name in target.conflicts:
+            labels = await client.config_labels(repository.with_tag(name))
+            if revision := labels.get(REVISION_LABEL):
+                target.revisions[name] = revision
+        targets[component] = target
 
     await _gather([lambda c=c: one(c) for c in request.components])
     return [targets[c] for c in request.components]
 
 
-def refuse_overwrites(targets: Sequence[Target], *, force: bool) -> None:
-    """Stop before anything is built or pushed if a release tag already exists."""
-    conflicts = [t.address(tag) for t in targets for tag in t.conflicts]
-    if conflicts and not force:
+def refuse_overwrites(request: PublishRequest, targets: Sequence[Target]) -> None:
+    """Stop before anything is built or pushed if an immutable tag already exists."""
+    conflicts = [
+        f"{t.address(tag)} ({_provenance(request, t.revisions.get(tag))})"
+        for t in targets
+        for tag in t.conflicts
+    ]
+    if conflicts and not request.force:
         msg = (
             "refusing to overwrite immutable tags that already exist: "
             + ", ".join(conflicts)
@@ -190,6 +212,14 @@ def refuse_overwrites(targets: Sequence[Target], *, force: bool) -> None:
             "if replacing them is really intended."
         )
         raise BrokkrError(msg)
+
+
+def _provenance(request: PublishRequest, revision: str | None) -> str:
+    if revision is None:
+        return "published from an unknown commit"
+    if revision == request.sha:
+        return f"already published from this commit {revision[:7]}"
+    return f"published from commit {revision[:7]}"
 
 
 def dry_run_report(request: PublishRequest, targets: Sequence[Target]) -> list[str]:
@@ -201,7 +231,8 @@ def dry_run_report(request: PublishRequest, targets: Sequence[Target]) -> list[s
             address = target.address(tag.name)
             if tag.immutable and tag.name in target.existing:
                 verdict = "would overwrite (--force)" if request.force else "exists, would refuse"
-                lines.append(f"{address} ({platforms}) immutable tag {verdict}")
+                origin = _provenance(request, target.revisions.get(tag.name))
+                lines.append(f"{address} ({platforms}) immutable tag {verdict}; {origin}")
             else:
                 kind = "immutable" if tag.immutable else "moving"
                 lines.append(f"{address} ({platforms}) would push, {kind}")
@@ -261,7 +292,7 @@ async def build(
             # ID instead of resolving the whole build graph again.
             variants[name][index] = await variants[name][index].sync()
         except dagger.QueryError as e:
-            failures.append(f"{name} for {platform}: {_first_line(str(e))}")
+            failures.append(f"{name} for {platform}: {_push.first_line(str(e))}")
 
     await _gather(
         [
@@ -296,13 +327,14 @@ async def push_and_verify(
 
     async def one(target: Target) -> None:
         primary, *others = variants[target.spec.name]
-        if password is not None:
-            primary = primary.with_registry_auth(target.repository.name, username, password)
+        primary = _push.with_auth(
+            primary, target.address("latest"), username=username, password=password
+        )
         first, *rest = pinned_first(target.tags)
 
         async def tag(t: Tag) -> None:
             address = target.address(t.name)
-            refs[address] = await _publish(primary, others, address)
+            refs[address] = await _push.push(primary, others, address)
             target.pushed.append(t.name)
 
         await tag(first)
@@ -319,26 +351,6 @@ async def push_and_verify(
         msg = "published, but the registry does not serve what was pushed: " + "; ".join(problems)
         raise BrokkrError(msg)
     return [refs[t.address(tag.name)] for t in targets for tag in t.tags]
-
-
-async def _publish(
-    container: dagger.Container,
-    others: list[dagger.Container],
-    address: str,
-) -> str:
-    for attempt in range(1, PUSH_ATTEMPTS + 1):
-        try:
-            return await container.publish(address, platform_variants=others)
-        except dagger.QueryError as e:
-            reason = _first_line(str(e))
-            if any(m in reason.lower() for m in _AUTH_MARKERS):
-                msg = f"the registry refused {address}: {reason} (check --username/--password)"
-                raise BrokkrError(msg) from None
-            if attempt == PUSH_ATTEMPTS:
-                msg = f"pushing {address} failed after {attempt} attempts: {reason}"
-                raise BrokkrError(msg) from None
-            await anyio.sleep(RETRY_DELAY * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def verify(
@@ -370,7 +382,7 @@ async def _read_back(
         except BrokkrError as e:
             problem = str(e)
         else:
-            platforms = {p.platform for p in described.platforms}
+            platforms = {_platform_name(p.platform) for p in described.platforms}
             if described.digest != expected:
                 problem = f"resolves to {described.digest}, pushed {expected}"
             elif platforms != set(request.platforms):
@@ -378,8 +390,20 @@ async def _read_back(
             else:
                 return ""
         if attempt < VERIFY_ATTEMPTS:  # registries may lag behind a write for a moment
-            await anyio.sleep(RETRY_DELAY * attempt / 4)
+            await anyio.sleep(READ_BACK_DELAY * attempt)
     return problem
+
+
+def _platform_name(platform: str) -> str:
+    """A registry's `os/arch[/variant]` as the request names it (`linux/arm64/v8` too)."""
+    try:
+        return parse_platform(platform).platform
+    except BrokkrError:
+        return platform
+
+
+def _refused(message: str) -> bool:
+    return message.startswith(("authentication required", "authentication refused", "access"))
 
 
 async def publish(
@@ -393,23 +417,14 @@ async def publish(
     """Run a publish: plan, refuse overwrites, build, push, verify (or report, for a dry run)."""
     await check_sources(request, source)
     async with RegistryClient(credentials=credentials) as client:
+        targets = await plan(request, client, anonymous=credentials is None)
         if request.dry_run:
-            return dry_run_report(request, await plan(request, client))
-        # Reading the registry and running the planners do not depend on each other.
-        planned: list[Target] = []
-        images: dict[Component, _image.Image] = {}
-
-        async def read_registry() -> None:
-            planned.extend(await plan(request, client))
-
-        async def plan_builds() -> None:
-            images.update(await compose(request, source))
-
-        await _gather([read_registry, plan_builds])
-        refuse_overwrites(planned, force=request.force)
-        variants = await build(request, planned, images)
+            return dry_run_report(request, targets)
+        refuse_overwrites(request, targets)
+        images = await compose(request, source)
+        variants = await build(request, targets, images)
         return await push_and_verify(
-            request, planned, variants, client, username=username, password=password
+            request, targets, variants, client, username=username, password=password
         )
 
 
@@ -428,7 +443,3 @@ async def _gather(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
             tg.start_soon(run, job)
     if errors:
         raise errors[0]
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "unknown error"

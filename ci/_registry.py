@@ -376,6 +376,27 @@ class RegistryClient:
             )
         return response.content
 
+    async def config_labels(self, ref: ImageReference) -> dict[str, str]:
+        """The labels of the image's config (the first platform's, for an index)."""
+        manifest = await self.get_manifest(ref)
+        if manifest.is_index:
+            entries = [
+                d
+                for d in manifest.document.get("manifests", [])
+                if isinstance(d, Mapping) and not _is_attestation(d)
+            ]
+            if not entries:
+                return {}
+            manifest = await self.get_manifest(ref.with_digest(str(entries[0].get("digest"))))
+        config = manifest.document.get("config")
+        if not isinstance(config, Mapping):
+            raise BrokkrError(f"the manifest of {ref} has no config")
+        document = self._parse_json(
+            await self.get_blob(ref, str(config.get("digest"))), f"the config of {ref}"
+        )
+        labels = (document.get("config") or {}).get("Labels") or {}
+        return {str(k): str(v) for k, v in labels.items()}
+
     async def list_tags(
         self, repository: ImageReference, *, page_size: int | None = None, missing_ok: bool = False
     ) -> list[str]:

@@ -19,7 +19,7 @@ from ci._labels import DEFAULT_SOURCE_URL
 
 ALL_PLATFORMS = (dagger.Platform("linux/amd64"), dagger.Platform("linux/arm64"))
 
-SOURCE_IGNORE = ["**/target", "**/node_modules", ".git", ".dagger", "sdk", "**/__pycache__"]
+SOURCE_IGNORE = ["**/target", "**/node_modules", ".git", ".dagger", "**/__pycache__"]
 
 
 @object_type
@@ -265,7 +265,9 @@ class Brokkr:
         immutable tag that already exists stops the run before anything is
         built. All variants are built before the first push; a failed build
         pushes nothing. Returns one `address@sha256:…` line per pushed tag,
-        each read back from the registry. CI runs:
+        each read back from the registry. Without --username/--password the
+        pushes use the Docker login the Dagger CLI forwards, and the registry
+        is read anonymously. CI runs:
 
         dagger call publish --ref "$GITHUB_REF" --sha "$GITHUB_SHA"
         --username "$GITHUB_ACTOR" --password env:GITHUB_TOKEN

@@ -24,7 +24,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin
@@ -260,6 +260,7 @@ def build_image(
     media_types: str = "oci",
     attestation: bool = False,
     layers: int = 1,
+    labels: Mapping[str, str] | None = None,
 ) -> BuiltImage:
     """Build a tiny valid image in memory (see ``push_image`` for the options)."""
     if media_types not in _MEDIA_TYPES:
@@ -287,7 +288,7 @@ def build_image(
         config = _canonical_json(
             {
                 **fields,
-                "config": {"Labels": {"org.opencontainers.image.title": seed}},
+                "config": {"Labels": {"org.opencontainers.image.title": seed, **(labels or {})}},
                 "rootfs": {"type": "layers", "diff_ids": diff_ids},
             }
         )
@@ -418,6 +419,7 @@ def push_image(
     media_types: str = "oci",
     attestation: bool = False,
     layers: int = 1,
+    labels: Mapping[str, str] | None = None,
 ) -> str:
     """Build a tiny image and push it to ``base_url`` as ``repository:tag``.
 
@@ -431,6 +433,7 @@ def push_image(
     - ``attestation``: add a BuildKit-style ``unknown/unknown`` attestation
       manifest per platform to the index.
     - ``layers``: layers per platform.
+    - ``labels``: added to every platform's config labels.
 
     Returns the digest of what the tag points at (the index, or the manifest).
     """
@@ -442,6 +445,7 @@ def push_image(
         media_types=media_types,
         attestation=attestation,
         layers=layers,
+        labels=labels,
     )
     return push_built_image(base_url, repository, tags, image, auth=auth)
 

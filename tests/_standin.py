@@ -765,7 +765,12 @@ def push_to_registry(
         seed = push.container.key() + "".join(v.key() for v in push.variants)
         with guard:
             if seed not in images:  # the same image for every tag of one publish
-                images[seed] = build_image(push.platforms(engine.default_platform), seed=seed)
+                labels = {
+                    n.args["name"]: n.args["value"] for n in push.container.calls("withLabel")
+                }
+                images[seed] = build_image(
+                    push.platforms(engine.default_platform), seed=seed, labels=labels
+                )
             lock = locks.setdefault(repository, threading.Lock())
         # docker-registry 2.8 can answer MANIFEST_BLOB_UNKNOWN to concurrent manifest
         # PUTs in one repository; the stand-in pushes one at a time per repository.

@@ -14,7 +14,7 @@ import pytest
 from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
-from ci import _publish
+from ci import _publish, _push
 from tests._registry_server import RegistryServer, push_image
 from tests._standin import (
     FIXTURE_WORKSPACE,
@@ -35,7 +35,8 @@ RECIPE = '{"skeleton": {"manifests": []}, "recipe": "fixture"}'
 
 @pytest.fixture(autouse=True)
 def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_publish, "RETRY_DELAY", 0.0)
+    monkeypatch.setattr(_push, "RETRY_DELAY", 0.0)
+    monkeypatch.setattr(_publish, "READ_BACK_DELAY", 0.0)
 
 
 def really_push(engine: StandInEngine, server: RegistryServer) -> Callable[[Push], str | None]:
@@ -222,9 +223,9 @@ async def test_dry_run_shows_existing_immutable_tags(
         "publish", ref="refs/tags/v1.2.3", sha=SHA, registry=namespace, component="UI", dry_run=True
     )
     assert (
-        f"{namespace}/brokkr-ui:1.2.3 (linux/amd64, linux/arm64) immutable tag exists, would refuse"
-        in lines
-    )
+        f"{namespace}/brokkr-ui:1.2.3 (linux/amd64, linux/arm64) immutable tag exists, "
+        "would refuse; published from an unknown commit"
+    ) in lines
     assert publishing.pushes == []
 
 
@@ -321,8 +322,9 @@ async def test_existing_immutable_tag_is_never_overwritten(
     with pytest.raises(FunctionError, match=r"brokkr-broker:1\.2\.3") as info:
         await brokkr.call("publish", ref="refs/tags/v1.2.3", sha=SHA, registry=namespace)
     assert "--force" in str(info.value)
+    assert "unknown commit" in str(info.value)
     assert publishing.pushes == []
-    assert builds(publishing) == []  # only the cargo-chef planners may have run
+    assert container_work(publishing) == []
     from ci._reference import parse_reference
     from ci._registry import RegistryClient
 
@@ -330,6 +332,54 @@ async def test_existing_immutable_tag_is_never_overwritten(
         assert (
             await client.resolve_digest(parse_reference(f"{namespace}/brokkr-broker:1.2.3")) == old
         )
+
+
+@pytest.mark.parametrize(
+    ("revision", "said"),
+    [
+        pytest.param(SHA, "already published from this commit 0123456", id="same-commit"),
+        pytest.param("f" * 40, "published from commit fffffff", id="other-commit"),
+    ],
+)
+async def test_refusal_says_which_commit_the_tag_holds(
+    brokkr: ModuleCaller,
+    publishing: StandInEngine,
+    namespace: str,
+    registry: RegistryServer,
+    revision: str,
+    said: str,
+):
+    repo = f"{namespace.split('/', 1)[1]}/brokkr-ui"
+    labels = {"org.opencontainers.image.revision": revision}
+    push_image(registry.base_url, repo, "2.0.0", seed="released", labels=labels)
+    with pytest.raises(FunctionError, match=said):
+        await brokkr.call(
+            "publish", ref="refs/tags/v2.0.0", sha=SHA, registry=namespace, component="UI"
+        )
+    assert container_work(publishing) == []
+
+
+async def test_a_registry_without_namespace_is_accepted(
+    brokkr: ModuleCaller, publishing: StandInEngine, registry: RegistryServer
+):
+    refs = await brokkr.call(
+        "publish", pr=9, sha=SHA, registry=registry.registry, component="UI", dry_run=True
+    )
+    assert refs == [
+        f"{registry.registry}/brokkr-ui:pr-9 (linux/amd64, linux/arm64) would push, moving"
+    ]
+
+
+async def test_anonymous_reads_refused_say_to_pass_credentials(
+    engine: StandInEngine, auth_registry: RegistryServer, fixture_source: str
+):
+    brokkr = ModuleCaller(engine, fixture_source)
+    with pytest.raises(FunctionError, match="--username and --password") as info:
+        await brokkr.call(
+            "publish", pr=9, sha=SHA, registry=f"{auth_registry.registry}/x", component="UI"
+        )
+    assert "authentication required" in str(info.value)
+    assert container_work(engine) == []
 
 
 async def test_force_overwrites_an_immutable_tag(
@@ -421,7 +471,7 @@ async def test_persistent_push_error_stops_after_bounded_attempts(
     with pytest.raises(FunctionError, match="after 3 attempts") as info:
         await brokkr.call("publish", pr=3, sha=SHA, registry=namespace, component="UI")
     assert "Nothing was pushed" in str(info.value)
-    assert len(attempts) == _publish.PUSH_ATTEMPTS
+    assert len(attempts) == _push.PUSH_ATTEMPTS
 
 
 async def test_auth_error_is_not_retried(
