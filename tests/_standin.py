@@ -955,7 +955,8 @@ def standin_engine() -> Iterator[StandInEngine]:
     if not path.is_file():
         pytest.skip(
             f"the Dagger engine schema {path} is missing: put the shared/ folder beside the "
-            f"checkout or set DAGGER_SCHEMA to a copy of {SCHEMA_NAME}"
+            f"checkout or set DAGGER_SCHEMA to a copy of {SCHEMA_NAME} (the file "
+            "docs/docs-graphql/schema.graphqls of dagger/dagger at tag v0.21.8)"
         )
     engine = StandInEngine(path)
     engine.start()
