@@ -165,7 +165,7 @@ class BuildMode(enum.Enum):
     """How the builder stages produce a binary for the target platform."""
 
     NATIVE = "native"
-    """The engine's own platform is the target: plain `cargo build`."""
+    """The engine's own platform is the target: no cross toolchain (still `--target`)."""
     CROSS = "cross"
     """Builder runs on the engine's platform and cross-compiles with `--target`."""
     EMULATED = "emulated"
@@ -202,21 +202,24 @@ class BuildPlan:
 
     @property
     def target_args(self) -> list[str]:
-        """`["--target", triple]` for a cross build, else `[]` (cook and build both take it)."""
-        return ["--target", self.target.rust_target] if self.mode is BuildMode.CROSS else []
+        """`["--target", triple]` of the target platform, in every mode.
+
+        Cook, clean and build all take it, natively too, so the pipeline runs
+        the same cargo commands as the Dockerfiles (which always pass
+        `--target "$RUST_TARGET"`) and the binary lands in the same place.
+        """
+        return ["--target", self.target.rust_target]
 
     @property
     def release_dir(self) -> str:
         """Cargo's release output directory, relative to the workspace root."""
-        if self.mode is BuildMode.CROSS:
-            return f"target/{self.target.rust_target}/release"
-        return "target/release"
+        return f"target/{self.target.rust_target}/release"
 
 
 def plan_build(*, native: str, target: str, emulate: bool = False) -> BuildPlan:
     """Decide how to build a Rust binary for `target` on an engine running on `native`.
 
-    * `native == target`: NATIVE, no cross toolchain, no `--target`.
+    * `native == target`: NATIVE, no cross toolchain (cargo still gets `--target`).
     * otherwise, by default: CROSS on the native platform.
     * otherwise, with `emulate=True`: EMULATED, the whole chain on `target`.
 

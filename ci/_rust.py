@@ -8,9 +8,9 @@ which reads the planner's output:
       ├─ planner(plan, source)   `cargo chef prepare` over the source → recipe.json
       └─ toolchain(plan)         build libraries; cross gcc + target `-dev` libs when crossing
            └─ cacher(plan, recipe_text)
-                                 recipe.json written *by content*, `cargo chef cook --release`
+                                 recipe.json written *by content*, `cargo chef cook … --target T`
                 └─ builder(plan, spec, source, recipe_text)
-                                 full source, clean the crate, `cargo build --release --bin …`
+                                 full source, clean the crate, `cargo build … --target T`
     runtime(plan, spec, binary)  debian:bookworm-slim for the target platform
 
 Caching: the cacher receives the recipe's text (`with_new_file`), not the
@@ -27,7 +27,10 @@ Cross-compiling: for a foreign target the planner, cacher and builder run on
 the engine's native platform with the target triple installed, the cross gcc as
 linker and the target architecture's `libpq-dev`/`libssl-dev` (Debian
 multiarch); only the binary goes into the target-platform runtime image. With
-an emulated plan every stage runs on the target platform instead.
+an emulated plan every stage runs on the target platform instead. Cargo always
+gets `--target <triple>` (natively and emulated too, where no cross toolchain is
+installed), as in the Dockerfiles, so every plan leaves the binary in
+`target/<triple>/release`.
 """
 
 from __future__ import annotations
@@ -132,7 +135,7 @@ def toolchain(plan: BuildPlan) -> dagger.Container:
 
 
 def cacher(plan: BuildPlan, recipe_text: str) -> dagger.Container:
-    """Only the recipe, then `cargo chef cook --release [--target T]`: the dependency layer."""
+    """Only the recipe, then `cargo chef cook --release --target T`: the dependency layer."""
     return (
         toolchain(plan)
         .with_new_file(f"{WORKDIR}/{RECIPE}", recipe_text)
@@ -145,7 +148,7 @@ def cacher(plan: BuildPlan, recipe_text: str) -> dagger.Container:
 def builder(
     plan: BuildPlan, spec: ComponentSpec, source: dagger.Directory, recipe_text: str
 ) -> dagger.Container:
-    """The cacher plus the full source, then `cargo build --release --bin <binary> [--target T]`.
+    """The cacher plus the full source, then `cargo build --release --bin <binary> --target T`.
 
     Nothing of cook's dummy workspace crates may survive into the release
     binary (Brokkr once shipped stale SQL migrations that way): every source
@@ -163,7 +166,7 @@ def builder(
 
 
 def binary_path(plan: BuildPlan, spec: ComponentSpec) -> str:
-    """Where the builder leaves the binary: `/app/target[/<triple>]/release/<binary>`."""
+    """Where the builder leaves the binary: `/app/target/<triple>/release/<binary>`."""
     return f"{WORKDIR}/{plan.release_dir}/{spec.binary}"
 
 

@@ -136,7 +136,7 @@ async def test_broker_native_runtime_image(recipes: StandInEngine):
     assert runtime.base_image() == "debian:bookworm-slim"
     assert installed(runtime) == list(RUNTIME_PACKAGES)
     binary = file_source(runtime, "/usr/local/bin/brokkr-broker")
-    assert binary.args["path"] == "/app/target/release/brokkr-broker"
+    assert binary.args["path"] == "/app/target/x86_64-unknown-linux-gnu/release/brokkr-broker"
     assert runtime.last("withExposedPort").args["port"] == 3000
     assert runtime.last("withEntrypoint").args["args"] == ["brokkr-broker"]
     assert runtime.calls("withUser") == []
@@ -151,10 +151,15 @@ async def test_broker_native_builder_has_no_cross_toolchain(recipes: StandInEngi
     assert builder.platform("?") == "linux/amd64"
     assert builder.base_image() == "rust:1.90-slim-bookworm"
     execs = builder.execs()
-    assert ["cargo", "build", "--release", "--bin", "brokkr-broker"] in execs
-    assert ["cargo", "chef", "cook", "--release", "--recipe-path", "recipe.json"] in execs
+    # Natively cargo still gets the target triple (as the Dockerfiles pass it),
+    # but no cross toolchain is installed.
+    triple = ["--target", "x86_64-unknown-linux-gnu"]
+    assert [a for a in execs if a[0] == "cargo" and a[1] != "install"] == [
+        ["cargo", "chef", "cook", "--release", "--recipe-path", "recipe.json", *triple],
+        ["cargo", "clean", "--release", "--package", "brokkr-broker", *triple],
+        ["cargo", "build", "--release", "--bin", "brokkr-broker", *triple],
+    ]
     assert not any(a[0] in ("rustup", "dpkg") for a in execs)
-    assert not any("--target" in a for a in execs)
     assert not any(":" in p or p.startswith("gcc-") for p in installed(builder))
     assert not any(k.startswith("CARGO_TARGET_") for k in builder.env())
 
@@ -312,8 +317,10 @@ async def test_emulation_runs_the_whole_chain_on_the_target(recipes: StandInEngi
     runtime = await node_of(recipes, ctr)
     builder = producer(file_source(runtime, "/usr/local/bin/brokkr-broker"))
     assert builder.platform("?") == "linux/arm64"
-    assert not any("--target" in a for a in builder.execs())
+    triple = ["--target", "aarch64-unknown-linux-gnu"]
+    assert ["cargo", "build", "--release", "--bin", "brokkr-broker", *triple] in builder.execs()
     assert not any(a[0] in ("rustup", "dpkg") for a in builder.execs())
+    assert not any(k.startswith("CARGO_TARGET_") for k in builder.env())
 
 
 # -- agent --------------------------------------------------------------------------

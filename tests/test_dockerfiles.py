@@ -3,9 +3,9 @@
 Each Dockerfile is read with tests/_dockerfile.py and compared with the build
 graph the pipeline records in the stand-in engine: base images, installed
 packages, cargo commands, cross-compiling environment, exposed ports, user,
-entrypoint, kubectl download and checksum. The Dockerfiles always pass
-`--target` (even natively, where it is harmless); the pipeline passes it only
-when cross-compiling, so cargo commands are compared on the cross graph.
+entrypoint, kubectl download and checksum. Both always pass `--target`
+(natively too, where no cross toolchain is installed), so cargo commands are
+compared on the native graph as well as the cross one.
 """
 
 from __future__ import annotations
@@ -71,6 +71,11 @@ def packages_of(commands: list[list[str]]) -> list[str]:
     return apt_packages(" && ".join(" ".join(c) for c in commands))
 
 
+def cargo_commands(stages: list[DockerStage], variables: dict[str, str]) -> list[list[str]]:
+    """The cargo commands the RUNs of `stages` run, in order."""
+    return [c for stage in stages for c in run_commands(stage, variables) if c[0] == "cargo"]
+
+
 RUST = [Component.BROKER, Component.AGENT]
 
 
@@ -103,12 +108,7 @@ async def test_cross_builder_matches(recipes: StandInEngine, component: Componen
     del env["RUST_TARGET"]
     assert env == builder.env()
 
-    cargo = [
-        c
-        for stage in (chef, cacher, build)
-        for c in run_commands(stage, variables)
-        if c[0] == "cargo"
-    ]
+    cargo = cargo_commands([chef, cacher, build], variables)
     assert cargo == [a for a in graph_execs if a[0] == "cargo"]
     assert cacher.of("COPY")[0].flag("from") == "planner"
     # The builder makes the source newer than cook's layer the same way.
@@ -123,11 +123,22 @@ async def test_native_toolchain_matches(recipes: StandInEngine, component: Compo
     df = dockerfile(component)
     runtime = await runtime_graph(recipes, component, "linux/amd64")
     builder = producer(file_source(runtime, f"/usr/local/bin/{spec.binary}"))
-    toolchain = df.lineage("builder", NATIVE)[1]
+    chef, toolchain, cacher, build = df.lineage("builder", NATIVE)
     assert toolchain.name == "toolchain-amd64"
     native, _cross = toolchain_branches(toolchain)
     assert packages_of(native) == installed(builder)
     assert not any(c[0] in ("dpkg", "rustup") for c in native)
+    # The same cargo commands, `--target x86_64-unknown-linux-gnu` included, and
+    # the binary read from the same place.
+    graph_execs = builder.execs()
+    assert not any(a[0] in ("dpkg", "rustup") for a in graph_execs)
+    variables = {**NATIVE, **toolchain.env()}
+    cargo = cargo_commands([chef, cacher, build], variables)
+    assert cargo == [a for a in graph_execs if a[0] == "cargo"]
+    assert any("--target" in c for c in cargo)
+    (copy_out,) = [c for c in run_commands(build, variables) if c[0] == "cp"]
+    binary = file_source(runtime, f"/usr/local/bin/{spec.binary}")
+    assert f"/app/{copy_out[1]}" == binary.args["path"]
 
 
 @pytest.mark.parametrize("component", RUST)

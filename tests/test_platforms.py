@@ -100,9 +100,10 @@ def test_plan_native_when_target_is_the_engine_platform():
     plan = plan_build(native="linux/amd64", target="linux/amd64")
     assert plan.mode is BuildMode.NATIVE
     assert plan.build_platform == "linux/amd64"
-    assert plan.target_args == []
+    # The Dockerfiles always pass --target; so does the native plan.
+    assert plan.target_args == ["--target", "x86_64-unknown-linux-gnu"]
     assert plan.cargo_target is None
-    assert plan.release_dir == "target/release"
+    assert plan.release_dir == "target/x86_64-unknown-linux-gnu/release"
 
 
 def test_plan_native_ignores_emulate_and_the_v8_variant():
@@ -131,8 +132,8 @@ def test_plan_emulated_runs_everything_on_the_target():
     plan = plan_build(native="linux/amd64", target="linux/arm64", emulate=True)
     assert plan.mode is BuildMode.EMULATED
     assert plan.build_platform == "linux/arm64"
-    assert plan.target_args == []
-    assert plan.release_dir == "target/release"
+    assert plan.target_args == ["--target", "aarch64-unknown-linux-gnu"]
+    assert plan.release_dir == "target/aarch64-unknown-linux-gnu/release"
 
 
 def test_plan_from_an_unsupported_engine_platform_needs_emulation():
