@@ -19,6 +19,20 @@ from ci._labels import DEFAULT_SOURCE_URL
 
 ALL_PLATFORMS = (dagger.Platform("linux/amd64"), dagger.Platform("linux/arm64"))
 
+# Arguments several functions share, documented once.
+Username = Annotated[str, Doc("Registry user name; empty for anonymous access")]
+Password = Annotated[
+    dagger.Secret | None, Doc("Registry password or token, as a secret (e.g. env://GITHUB_TOKEN)")
+]
+Emulate = Annotated[
+    bool,
+    Doc(
+        "Run the Rust stages under emulation on the target platform instead of "
+        "cross-compiling on the engine's platform (slower; for comparison)"
+    ),
+]
+UiPath = Annotated[str, Doc("Folder of the UI app in the source")]
+
 SOURCE_IGNORE = ["**/target", "**/node_modules", ".git", ".dagger", "**/__pycache__"]
 
 
@@ -81,14 +95,8 @@ class Brokkr:
             dagger.Platform | None,
             Doc("Target platform, linux/amd64 or linux/arm64 (default: the engine's own)"),
         ] = None,
-        emulate: Annotated[
-            bool,
-            Doc(
-                "Run the Rust stages under emulation on the target platform instead of "
-                "cross-compiling on the engine's platform (slower; for comparison)"
-            ),
-        ] = False,
-        ui_path: Annotated[str, Doc("Folder of the UI app in the source")] = _build.DEFAULT_UI_PATH,
+        emulate: Emulate = False,
+        ui_path: UiPath = _build.DEFAULT_UI_PATH,
     ) -> dagger.Container:
         """Build the runtime image of one component for one platform.
 
@@ -109,10 +117,8 @@ class Brokkr:
         platform: Annotated[
             dagger.Platform | None, Doc("Target platform (default: the engine's own)")
         ] = None,
-        emulate: Annotated[
-            bool, Doc("Run the Rust stages under emulation instead of cross-compiling")
-        ] = False,
-        ui_path: Annotated[str, Doc("Folder of the UI app in the source")] = _build.DEFAULT_UI_PATH,
+        emulate: Emulate = False,
+        ui_path: UiPath = _build.DEFAULT_UI_PATH,
     ) -> dagger.Container:
         """One intermediate build stage, for debugging.
 
@@ -135,10 +141,8 @@ class Brokkr:
         platforms: Annotated[
             Sequence[dagger.Platform], Doc("Platforms to build (default: linux/amd64 linux/arm64)")
         ] = ALL_PLATFORMS,
-        emulate: Annotated[
-            bool, Doc("Run the Rust stages under emulation instead of cross-compiling")
-        ] = False,
-        ui_path: Annotated[str, Doc("Folder of the UI app in the source")] = _build.DEFAULT_UI_PATH,
+        emulate: Emulate = False,
+        ui_path: UiPath = _build.DEFAULT_UI_PATH,
     ) -> Image:
         """A multi-platform image of one component: export it or push it.
 
@@ -163,11 +167,8 @@ class Brokkr:
                 "or registry/org/name:tag@sha256:<digest>"
             ),
         ],
-        username: Annotated[str, Doc("Registry user name; empty for anonymous access")] = "",
-        password: Annotated[
-            dagger.Secret | None,
-            Doc("Registry password or token, as a secret (e.g. env:GITHUB_TOKEN)"),
-        ] = None,
+        username: Username = "",
+        password: Password = None,
     ) -> _inspection.ImageInfo:
         """An image's digest, media type and platforms, read from its registry without Docker.
 
@@ -186,11 +187,8 @@ class Brokkr:
             str,
             Doc("The repository, without tag or digest, e.g. ghcr.io/colliery-io/brokkr-broker"),
         ],
-        username: Annotated[str, Doc("Registry user name; empty for anonymous access")] = "",
-        password: Annotated[
-            dagger.Secret | None,
-            Doc("Registry password or token, as a secret (e.g. env:GITHUB_TOKEN)"),
-        ] = None,
+        username: Username = "",
+        password: Password = None,
     ) -> list[str]:
         """Every tag of a repository, sorted (follows the registry's pagination).
 
@@ -206,11 +204,8 @@ class Brokkr:
             str,
             Doc("The image: registry/org/name:tag or registry/org/name@sha256:<digest>"),
         ],
-        username: Annotated[str, Doc("Registry user name; empty for anonymous access")] = "",
-        password: Annotated[
-            dagger.Secret | None,
-            Doc("Registry password or token, as a secret (e.g. env:GITHUB_TOKEN)"),
-        ] = None,
+        username: Username = "",
+        password: Password = None,
     ) -> str:
         """The image size table: one row per platform, compressed size in MB (10^6 bytes).
 
