@@ -18,8 +18,8 @@ from dagger import dag
 from ci import _rust
 from ci._components import Component, ComponentSpec, Stage, component_spec
 from ci._errors import BrokkrError
-from ci._platforms import BuildPlan, parse_platform, plan_build
-from ci._ui import ui_folder, ui_image
+from ci._platforms import BuildPlan, PlatformSpec, parse_platform, plan_build
+from ci._ui import has_lockfile, normalize_ui_path, ui_folder, ui_image
 
 DEFAULT_UI_PATH = "examples/ui"
 WORKSPACE_MANIFEST = "Cargo.toml"
@@ -131,9 +131,7 @@ def compose_rust(
     stage: Stage,
     recipe_text: str,
 ) -> dagger.Container:
-    """The container of a cacher, builder or runtime `stage` (the planner needs no recipe)."""
-    if stage is Stage.PLANNER:
-        return _rust.planner(plan, source)
+    """The container of a cacher, builder or runtime `stage` built from `recipe_text`."""
     if stage is Stage.CACHER:
         return _rust.cacher(plan, recipe_text)
     built = _rust.builder(plan, spec, source, recipe_text)
@@ -145,6 +143,64 @@ def compose_rust(
 async def native_platform() -> str:
     """The Dagger engine's own platform."""
     return str(await dag.default_platform())
+
+
+async def check_source(
+    source: dagger.Directory, spec: ComponentSpec, ui_path: str = DEFAULT_UI_PATH
+) -> None:
+    """Check that `source` can build `spec`'s component, reading only (nothing is built).
+
+    Rust components: the workspace manifest, the crate and its binary
+    (`check_rust_source`). The UI: the folder `ui_path` and its `package.json`.
+    Raises `BrokkrError` naming what was looked for.
+    """
+    if spec.rust:
+        await check_rust_source(source, spec)
+    else:
+        await ui_folder(source, ui_path)
+
+
+async def compose_variants(
+    source: dagger.Directory,
+    spec: ComponentSpec,
+    targets: Sequence[PlatformSpec] | None,
+    *,
+    stage: Stage,
+    emulate: bool = False,
+    ui_path: str = DEFAULT_UI_PATH,
+    source_checked: bool = False,
+) -> list[dagger.Container]:
+    """The `stage` container of `spec`'s component for each of `targets`, in order.
+
+    `targets=None` means the engine's own platform. The stage is checked first,
+    then the source (unless `source_checked` says the caller already ran
+    `check_source` with the same `ui_path`). The only evaluation is the
+    cargo-chef planner of a Rust cacher, builder or runtime stage: once per
+    distinct build platform (one for every cross-compiled target, one per
+    platform when emulating), run concurrently; a planner stage is composed,
+    not run. The containers themselves are built when they are used.
+    """
+    check_stage(spec, stage)
+    if not spec.rust:
+        if source_checked:
+            folder = source.directory(normalize_ui_path(ui_path))
+            has_lock = await has_lockfile(folder)
+        else:
+            folder, has_lock = await ui_folder(source, ui_path)
+        if targets is None:
+            targets = [parse_platform(await native_platform())]
+        return [ui_image(folder, target=t, has_lock=has_lock) for t in targets]
+    if not source_checked:
+        await check_rust_source(source, spec)
+    native = await native_platform()
+    platforms = [t.platform for t in targets] if targets is not None else [native]
+    plans = [plan_build(native=native, target=p, emulate=emulate) for p in platforms]
+    if stage is Stage.PLANNER:
+        return [_rust.planner(plan, source) for plan in plans]
+    recipe_texts = await recipes(plans, source)
+    return [
+        compose_rust(source, spec, plan, stage, recipe_texts[plan.build_platform]) for plan in plans
+    ]
 
 
 async def build_stage(
@@ -161,21 +217,11 @@ async def build_stage(
     Rust components run the planner to read the recipe before composing the
     cacher, builder or runtime stages.
     """
-    spec = component_spec(component)
-    target = parse_platform(platform) if platform is not None else None
-    check_stage(spec, stage)
-    if not spec.rust:
-        folder, has_lock = await ui_folder(source, ui_path)
-        if target is None:
-            target = parse_platform(await native_platform())
-        return ui_image(folder, target=target, has_lock=has_lock)
-    await check_rust_source(source, spec)
-    native = await native_platform()
-    plan = plan_build(native=native, target=target.platform if target else native, emulate=emulate)
-    if stage is Stage.PLANNER:
-        return _rust.planner(plan, source)
-    recipe_text = (await recipes([plan], source))[plan.build_platform]
-    return compose_rust(source, spec, plan, stage, recipe_text)
+    targets = [parse_platform(platform)] if platform is not None else None
+    (ctr,) = await compose_variants(
+        source, component_spec(component), targets, stage=stage, emulate=emulate, ui_path=ui_path
+    )
+    return ctr
 
 
 async def build_image(

@@ -14,17 +14,10 @@ from typing import Annotated
 import dagger
 from dagger import Doc, function, object_type
 
-from ci._build import (
-    DEFAULT_UI_PATH,
-    check_rust_source,
-    compose_rust,
-    native_platform,
-    recipes,
-)
+from ci._build import DEFAULT_UI_PATH, compose_variants
 from ci._components import Component, Stage, component_spec
 from ci._errors import BrokkrError
-from ci._platforms import SUPPORTED_PLATFORMS, parse_platforms, plan_build
-from ci._ui import ui_folder, ui_image
+from ci._platforms import SUPPORTED_PLATFORMS, parse_platforms
 
 
 @object_type
@@ -90,24 +83,19 @@ async def build_multi(
     """Compose the runtime image of `component` for every platform in `platforms`.
 
     Platforms and the source are checked first (once; `source_checked` says the
-    caller already ran `check_rust_source`). The only evaluation is
-    the cargo-chef planner, once per distinct build platform, run concurrently;
+    caller already ran `_build.check_source`). The only evaluation is the
+    cargo-chef planner, once per distinct build platform, run concurrently;
     the variants themselves are built by the engine when the image is exported
     or published, all platforms in parallel.
     """
     targets = parse_platforms(list(platforms))
-    spec = component_spec(component)
-    if not spec.rust:
-        folder, has_lock = await ui_folder(source, ui_path)
-        variants = [ui_image(folder, target=t, has_lock=has_lock) for t in targets]
-    else:
-        if not source_checked:
-            await check_rust_source(source, spec)
-        native = await native_platform()
-        plans = [plan_build(native=native, target=t.platform, emulate=emulate) for t in targets]
-        recipe_texts = await recipes(plans, source)
-        variants = [
-            compose_rust(source, spec, plan, Stage.RUNTIME, recipe_texts[plan.build_platform])
-            for plan in plans
-        ]
+    variants = await compose_variants(
+        source,
+        component_spec(component),
+        targets,
+        stage=Stage.RUNTIME,
+        emulate=emulate,
+        ui_path=ui_path,
+        source_checked=source_checked,
+    )
     return Image(component=component, variants=variants, platforms=[t.platform for t in targets])

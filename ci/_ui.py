@@ -52,10 +52,12 @@ async def ui_folder(source: dagger.Directory, ui_path: str) -> tuple[dagger.Dire
     if not await folder.exists("package.json", expected_type=dagger.ExistsType.REGULAR_TYPE):
         msg = f"the UI folder {path!r} has no package.json (looked for {path}/package.json)"
         raise BrokkrError(msg)
-    has_lock = await folder.exists(
-        "package-lock.json", expected_type=dagger.ExistsType.REGULAR_TYPE
-    )
-    return folder, has_lock
+    return folder, await has_lockfile(folder)
+
+
+async def has_lockfile(folder: dagger.Directory) -> bool:
+    """Whether the UI `folder` has a `package-lock.json` (`npm ci` rather than `npm install`)."""
+    return await folder.exists("package-lock.json", expected_type=dagger.ExistsType.REGULAR_TYPE)
 
 
 def ui_image(folder: dagger.Directory, *, target: PlatformSpec, has_lock: bool) -> dagger.Container:

@@ -11,6 +11,7 @@ the workspace's manifests, as `cargo chef prepare` would compute it.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from ci import _build, _image, _rust
 from ci._build import binary_candidates, build_image, build_stage
 from ci._components import COMPONENTS, Component, Stage
 from ci._errors import BrokkrError
+from ci._platforms import parse_platform
 from ci._versions import KUBECTL_SHA256, KUBECTL_VERSION, RUNTIME_PACKAGES
 from tests._dockerfile import apt_packages
 from tests._standin import FIXTURE_WORKSPACE, Node, StandInEngine, directory_files
@@ -96,6 +98,11 @@ def engine_work(engine: StandInEngine) -> list[str]:
     """Queries that touched the source, the platform or a container (not the handshake)."""
     words = ("exists", "defaultPlatform", "container", "contents")
     return [q.text for q in engine.queries if any(w in q.text for w in words)]
+
+
+def exists_probes(engine: StandInEngine) -> list[str]:
+    """The paths of every `exists` the pipeline asked the engine, in order."""
+    return [p for q in engine.queries for p in re.findall(r'exists\(\s*path: "([^"]*)"', q.text)]
 
 
 def mounts(node: Node) -> dict[str, str]:
@@ -448,9 +455,24 @@ async def test_missing_binary_source(recipes: StandInEngine):
     assert planner_runs(recipes) == []
 
 
-async def test_the_fixture_passes_the_checks(engine: StandInEngine):
-    for component in (Component.BROKER, Component.AGENT):
-        await _build.check_rust_source(source(), COMPONENTS[component])
+async def test_check_source_per_component(engine: StandInEngine):
+    for component in Component:
+        await _build.check_source(source(), COMPONENTS[component])
+    assert set(exists_probes(engine)) >= {
+        "Cargo.toml",
+        "crates/brokkr-broker/Cargo.toml",
+        "crates/brokkr-agent/Cargo.toml",
+        "examples/ui",
+        "package.json",
+    }
+    assert planner_runs(engine) == []
+    with pytest.raises(BrokkrError, match=r"web/ holding package\.json"):
+        await _build.check_source(source(), COMPONENTS[Component.UI], "web")
+    with pytest.raises(BrokkrError, match=r"crates/brokkr-agent/Cargo\.toml"):
+        await _build.check_source(
+            dag.directory().with_new_file("Cargo.toml", "[workspace]\n"),
+            COMPONENTS[Component.AGENT],
+        )
 
 
 # -- multi-platform image -------------------------------------------------------------
@@ -474,6 +496,32 @@ async def test_build_multi_emulated_runs_one_planner_per_platform(recipes: Stand
     first, second = sorted(planners, key=lambda e: e[2])
     assert second[2] < first[3]
     assert len(image.variants) == 2
+
+
+async def test_build_multi_with_a_checked_source_does_not_check_it_again(recipes: StandInEngine):
+    image = await _image.build_multi(source(), component=Component.AGENT, source_checked=True)
+    assert len(image.variants) == 2
+    assert exists_probes(recipes) == []
+    # The UI reads only whether there is a lockfile (npm ci or npm install).
+    ui = await _image.build_multi(source(), component=Component.UI, source_checked=True)
+    assert exists_probes(recipes) == ["package-lock.json"]
+    assert (await node_of(recipes, ui.variants[0])).execs() == [["npm", "ci"]]
+
+
+async def test_compose_variants_of_the_planner_composes_without_running(recipes: StandInEngine):
+    targets = [parse_platform("linux/amd64"), parse_platform("linux/arm64")]
+    planners = await _build.compose_variants(
+        source(), COMPONENTS[Component.BROKER], targets, stage=Stage.PLANNER
+    )
+    nodes = [await node_of(recipes, p) for p in planners]
+    # Cross-compiling: both planners run on the engine's platform, and neither ran yet.
+    assert [n.platform("?") for n in nodes] == ["linux/amd64", "linux/amd64"]
+    assert [n.execs()[-1][:3] for n in nodes] == [["cargo", "chef", "prepare"]] * 2
+    assert planner_runs(recipes) == []
+    with pytest.raises(BrokkrError, match="single stage, runtime"):
+        await _build.compose_variants(
+            source(), COMPONENTS[Component.UI], targets, stage=Stage.CACHER
+        )
 
 
 async def test_build_multi_rejects_bad_platforms_first(engine: StandInEngine):
