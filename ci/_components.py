@@ -123,9 +123,6 @@ COMPONENTS: Mapping[Component, ComponentSpec] = MappingProxyType(
 )
 """The spec of every component."""
 
-RUST_STAGES: tuple[Stage, ...] = (Stage.PLANNER, Stage.CACHER, Stage.BUILDER, Stage.RUNTIME)
-"""The stages of a Rust image, in build order."""
-
 
 def component_spec(component: Component) -> ComponentSpec:
     """The spec of `component`."""

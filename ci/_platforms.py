@@ -196,11 +196,6 @@ class BuildPlan:
         return parse_platform(self.native_platform)
 
     @property
-    def cargo_target(self) -> str | None:
-        """The `--target` triple, or `None` when the builder compiles for itself."""
-        return self.target.rust_target if self.mode is BuildMode.CROSS else None
-
-    @property
     def target_args(self) -> list[str]:
         """`["--target", triple]` of the target platform, in every mode.
 

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, replace
 
 from ci._errors import BrokkrError
+from ci._tags import OCI_TAG
 
 __all__ = [
     "DEFAULT_TAG",
@@ -49,7 +50,6 @@ ACCEPTED_FORMS = (
 
 # The grammar of github.com/distribution/reference.
 _PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 _PORT = re.compile(r"[0-9]{1,5}")
 _DIGEST_HEX_LENGTH = {"sha256": 64, "sha512": 128}
@@ -75,7 +75,7 @@ def is_loopback_host(host: str) -> bool:
 
 def validate_tag(tag: str) -> str:
     """Return ``tag`` if it is a valid OCI tag, else raise BrokkrError."""
-    if not _TAG.fullmatch(tag):
+    if not OCI_TAG.fullmatch(tag):
         raise BrokkrError(
             f"invalid tag {tag!r}: a tag is 1 to 128 characters of letters, digits, "
             "'_', '.' and '-', and does not start with '.' or '-'"

@@ -102,7 +102,6 @@ def test_plan_native_when_target_is_the_engine_platform():
     assert plan.build_platform == "linux/amd64"
     # The Dockerfiles always pass --target; so does the native plan.
     assert plan.target_args == ["--target", "x86_64-unknown-linux-gnu"]
-    assert plan.cargo_target is None
     assert plan.release_dir == "target/x86_64-unknown-linux-gnu/release"
 
 
@@ -125,7 +124,7 @@ def test_plan_cross_from_arm64_to_amd64():
     plan = plan_build(native="linux/arm64", target="linux/amd64")
     assert plan.mode is BuildMode.CROSS
     assert plan.build_platform == "linux/arm64"
-    assert plan.cargo_target == "x86_64-unknown-linux-gnu"
+    assert plan.target_args == ["--target", "x86_64-unknown-linux-gnu"]
 
 
 def test_plan_emulated_runs_everything_on_the_target():
