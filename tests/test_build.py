@@ -218,11 +218,6 @@ async def test_planner_prepares_the_recipe_over_the_filtered_source(recipes: Sta
     )
     planner = await node_of(recipes, ctr)
     assert planner.execs()[-1] == ["cargo", "chef", "prepare", "--recipe-path", "recipe.json"]
-    src = next(n for n in planner.calls("withDirectory") if n.args["path"] == "/app")
-    assert src.args["source"].field == "filter"
-    excluded = src.args["source"].args["exclude"]
-    for pattern in ("target/", "**/node_modules/", ".git/"):
-        assert pattern in excluded
     # The planner is composed, not run, when only the planner is asked for.
     assert planner_runs(recipes) == []
 
@@ -567,5 +562,31 @@ async def test_image_publish_without_credentials_and_errors(recipes: StandInEngi
         await image.publish("  ")
 
 
-def test_rust_source_excludes_are_the_documented_ones():
-    assert set(_rust.SOURCE_EXCLUDE) >= {"target/", "**/node_modules/", ".git/"}
+async def test_rust_stages_never_see_build_output_node_packages_or_git(
+    recipes: StandInEngine, tmp_path: Path
+):
+    workspace = tmp_path / "brokkr"
+    shutil.copytree(FIXTURE_WORKSPACE, workspace, ignore=shutil.ignore_patterns("target"))
+    junk = [
+        "target/release/brokkr-broker",
+        "crates/brokkr-models/target/debug/stale.rlib",
+        "examples/ui/node_modules/left-pad/index.js",
+        ".git/HEAD",
+    ]
+    for rel in junk:
+        (workspace / rel).parent.mkdir(parents=True, exist_ok=True)
+        (workspace / rel).write_text("junk\n")
+    everything = {p.relative_to(workspace).as_posix() for p in workspace.rglob("*") if p.is_file()}
+
+    ctr = await build_stage(
+        source(workspace), component=Component.BROKER, stage=Stage.BUILDER, platform=None
+    )
+    builder = await node_of(recipes, ctr)
+    (run,) = planner_runs(recipes)
+    planner = run[1].parent
+    for stage in (planner, builder):
+        (copy,) = [n for n in stage.calls("withDirectory") if n.args["path"] == "/app"]
+        filtered = copy.args["source"]
+        assert filtered.field == "filter"
+        assert filtered.args["exclude"] == list(_rust.SOURCE_EXCLUDE)
+        assert set(directory_files(filtered)) == everything - set(junk)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from dagger import dag
 
-from ci import _rust
+from ci import _rust, _ui
 from ci._build import build_image, build_stage
 from ci._components import COMPONENTS, Component, Stage
 from tests._dockerfile import (
@@ -194,6 +194,12 @@ async def test_ui_matches(engine: StandInEngine):
     df = dockerfile(Component.UI)
     source = dag.host().directory(str(FIXTURE_WORKSPACE))
     ui = engine.node(await (await build_image(source, component=Component.UI, platform=None)).id())
+    unlocked = dag.host().directory(
+        str(FIXTURE_WORKSPACE), exclude=["examples/ui/package-lock.json"]
+    )
+    ui_unlocked = engine.node(
+        await (await build_image(unlocked, component=Component.UI, platform=None)).id()
+    )
     final = df.final
     assert final.base == ui.base_image()
     assert final.platform is None
@@ -203,15 +209,30 @@ async def test_ui_matches(engine: StandInEngine):
     assert [m.split("target=")[1] for m in run.flags["mount"]] == list(mounts(ui))
     _condition, with_lock, without_lock = shell_branches(run.value)
     assert with_lock == ui.execs()
-    assert without_lock == [["npm", "install"]]
+    assert without_lock == ui_unlocked.execs()
+    assert with_lock != without_lock
     assert final.exposed() == [ui.last("withExposedPort").args["port"]]
     assert final.cmd() == ui.last("withDefaultArgs").args["args"]
     assert final.entrypoint() is None  # node's own entrypoint, as in the pipeline
     assert ui.calls("withEntrypoint") == []
 
 
+def dockerignore_patterns(excluded: tuple[str, ...]) -> set[str]:
+    """The `.dockerignore` line for each pipeline exclude pattern.
+
+    `.dockerignore` patterns match from the context root, so one `**/<name>`
+    covers both `<name>/` (at the root) and `**/<name>/`.
+    """
+    return {"**/" + pattern.removeprefix("**/").rstrip("/") for pattern in excluded}
+
+
 @pytest.mark.parametrize("component", list(Component))
 def test_dockerfiles_ignore_what_the_pipeline_excludes(component: Component):
-    ignored = (DOCKERFILES / f"Dockerfile.{component.value}.dockerignore").read_text().split()
-    for pattern in ("**/target", "**/node_modules", "**/.git"):
-        assert pattern in ignored
+    text = (DOCKERFILES / f"Dockerfile.{component.value}.dockerignore").read_text()
+    ignored = {line.strip() for line in text.splitlines() if line.strip()[:1] not in ("", "#")}
+    if COMPONENTS[component].rust:
+        assert ignored == dockerignore_patterns(_rust.SOURCE_EXCLUDE)
+    else:
+        # The UI's context is the whole repository: it may ignore more (the Rust
+        # build output), never less than the pipeline drops from the UI folder.
+        assert ignored >= dockerignore_patterns(_ui.UI_EXCLUDE)
