@@ -14,9 +14,9 @@ from typing import Annotated
 import dagger
 from dagger import Doc, function, object_type
 
+from ci import _push
 from ci._build import DEFAULT_UI_PATH, compose_variants
 from ci._components import Component, Stage, component_spec
-from ci._errors import BrokkrError
 from ci._platforms import SUPPORTED_PLATFORMS, parse_platforms
 
 
@@ -49,26 +49,20 @@ class Image:
         password: Annotated[
             dagger.Secret | None,
             Doc(
-                "Registry password or token (e.g. env:GITHUB_TOKEN). Without it the "
-                "Docker login forwarded by the Dagger CLI is used."
+                "Registry password or token, as a secret (e.g. env://GITHUB_TOKEN). Without "
+                "it the Docker login forwarded by the Dagger CLI is used."
             ),
         ] = None,
     ) -> str:
-        """Push all variants as one multi-platform manifest; return the `…@sha256:` reference."""
-        if not address.strip():
-            msg = "no address to publish to; give one like ghcr.io/colliery-io/brokkr-broker:1.2.3"
-            raise BrokkrError(msg)
-        primary = self.variants[0]
-        if password is not None:
-            if not username:
-                msg = f"a password was given for {address} without a username; pass --username"
-                raise BrokkrError(msg)
-            primary = primary.with_registry_auth(address, username, password)
-        return await primary.publish(
-            address,
-            platform_variants=self.variants[1:],
-            media_types=dagger.ImageMediaTypes.OCIMediaTypes,
-        )
+        """Push all variants as one multi-platform manifest; return the `…@sha256:` reference.
+
+        Transient registry errors are retried a bounded number of times; a
+        refused login is not. `dagger call image --component ui publish
+        --address ghcr.io/me/brokkr-ui:dev`
+        """
+        address = _push.check_address(address)
+        primary = _push.with_auth(self.variants[0], address, username=username, password=password)
+        return await _push.push(primary, self.variants[1:], address)
 
 
 async def build_multi(

@@ -26,7 +26,7 @@ import anyio
 import dagger
 
 from ci import _image, _push
-from ci._build import DEFAULT_UI_PATH, check_rust_source
+from ci._build import check_source
 from ci._components import Component, ComponentSpec, component_spec
 from ci._errors import BrokkrError
 from ci._labels import REVISION_LABEL, image_labels, validate_created, validate_source_url
@@ -34,7 +34,6 @@ from ci._platforms import parse_platform, parse_platforms
 from ci._reference import ImageReference, parse_repository
 from ci._registry import Credentials, RegistryClient
 from ci._tags import Tag, compute_tags, released_versions, validate_sha
-from ci._ui import ui_folder
 
 DEFAULT_REGISTRY = "ghcr.io/colliery-io"
 VERIFY_ATTEMPTS = 5
@@ -147,14 +146,7 @@ class Target:
 async def check_sources(request: PublishRequest, source: dagger.Directory) -> None:
     """Check the source holds every requested component (reads only, nothing is built)."""
 
-    async def one(component: Component) -> None:
-        spec = component_spec(component)
-        if spec.rust:
-            await check_rust_source(source, spec)
-        else:
-            await ui_folder(source, DEFAULT_UI_PATH)
-
-    await _gather([lambda c=c: one(c) for c in request.components])
+    await _gather([lambda c=c: check_source(source, component_spec(c)) for c in request.components])
 
 
 async def plan(

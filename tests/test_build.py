@@ -547,7 +547,7 @@ async def test_image_publish_pushes_one_manifest_with_auth(recipes: StandInEngin
     (push,) = recipes.pushes
     assert push.platforms("?") == ["linux/amd64", "linux/arm64"]
     (auth,) = push.auth()
-    assert auth.args["address"] == "registry.test/brokkr-broker:1.2.3"
+    assert auth.args["address"] == "registry.test/brokkr-broker"
     assert auth.args["username"] == "me"
 
 
@@ -558,8 +558,13 @@ async def test_image_publish_without_credentials_and_errors(recipes: StandInEngi
     assert recipes.pushes[0].variants == []
     with pytest.raises(BrokkrError, match="username"):
         await image.publish("registry.test/brokkr-ui:1", password=dag.set_secret("p", "x"))
-    with pytest.raises(BrokkrError, match="no address"):
+    with pytest.raises(BrokkrError, match="username"):
+        await image.publish("registry.test/brokkr-ui:1", username="me")
+    with pytest.raises(BrokkrError, match="invalid image address"):
         await image.publish("  ")
+    with pytest.raises(BrokkrError, match="cannot push to a digest"):
+        await image.publish("registry.test/brokkr-ui@sha256:" + "a" * 64)
+    assert len(recipes.pushes) == 1
 
 
 async def test_rust_stages_never_see_build_output_node_packages_or_git(
