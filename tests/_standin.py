@@ -355,8 +355,14 @@ class StandInEngine:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
+        class _Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            # The SDK opens many connections at once (concurrent builds and pushes);
+            # the default listen backlog of 5 drops some, and the client's SYN is
+            # retried only a second later.
+            request_queue_size = 128
+
+        self._server = _Server(("127.0.0.1", 0), _Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
