@@ -1,9 +1,11 @@
 """Brokkr's container images: build, tag, publish and inspect them.
 
 Each function here is a thin, documented entry point; the work lives in the
-private modules of this package (pure rules in `_tags`, `_platforms`,
-`_reference`; Dagger stage builders in `_rust`, `_ui`, `_build`; the registry
-client in `_registry`; publishing in `_publish`).
+private modules of this package: pure rules in `_tags`, `_platforms`,
+`_components`, `_reference` and `_labels`; Dagger stage builders in `_rust`,
+`_ui`, `_build` and `_image`; the registry client in `_registry` and
+`_inspection`; pushing and publishing in `_push` and `_publish`. Every problem
+a user can act on is a `BrokkrError` (`_errors`).
 """
 
 from collections.abc import Sequence
