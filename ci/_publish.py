@@ -313,6 +313,8 @@ async def push_and_verify(
     Components go in parallel. Within one, the pinned tag is pushed first and
     its other tags after it (GHCR has lost tags under parallel pushes of a new
     image); then its tags are read back while other components may still push.
+    A push that fails for good does not stop the other components' pushes
+    already under way; the error lists every address that was pushed.
     """
     refs: dict[str, str] = {}
     problems: list[str] = []
