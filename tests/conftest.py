@@ -11,7 +11,7 @@ os.environ.setdefault("DAGGER_MODULE", "brokkr")
 os.environ.setdefault("DAGGER_MAIN_OBJECT", "Brokkr")
 
 # Everything below comes after the environment above (dagger.mod reads it at import).
-from hypothesis import HealthCheck, settings  # noqa: E402
+from hypothesis import HealthCheck, settings
 
 # Property tests judge results, not speed: on a loaded 2-core CI machine a
 # per-example deadline only makes them flaky.
