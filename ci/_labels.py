@@ -19,14 +19,18 @@ REVISION_LABEL = "org.opencontainers.image.revision"
 _URL = re.compile(r"https://[^\s\"']+")
 
 
+EPOCH = "1970-01-01T00:00:00Z"
+"""`created` when no commit time is given: fixed, as ko and other reproducible builders do."""
+
+
 def validate_created(created: str) -> str:
-    """Check `created` is an RFC 3339 timestamp (the commit time); return it unchanged.
+    """Check `created` is an RFC 3339 timestamp (the commit time); return it, or `EPOCH`.
 
     The label holds the commit time rather than the wall clock so that the same
     commit rebuilds to the same image digest.
     """
     if not created:
-        return ""
+        return EPOCH
     try:
         stamp = datetime.fromisoformat(created.replace("Z", "+00:00"))
     except ValueError:
@@ -53,22 +57,21 @@ def image_labels(
     *,
     revision: str,
     version: str,
-    created: str = "",
+    created: str = EPOCH,
     source_url: str = DEFAULT_SOURCE_URL,
 ) -> Mapping[str, str]:
     """The `org.opencontainers.image.*` labels of one published image.
 
-    `version` is the most specific tag; `created` is omitted when not given
-    (never the wall clock: that would change the digest on every rebuild).
+    `version` is the most specific tag; `created` is the commit time, or
+    `EPOCH` (never the wall clock: that would change the digest on every
+    rebuild of the same commit).
     """
-    labels = {
+    return {
         "org.opencontainers.image.source": source_url,
         REVISION_LABEL: revision,
         "org.opencontainers.image.version": version,
+        "org.opencontainers.image.created": created,
         "org.opencontainers.image.title": spec.name,
         "org.opencontainers.image.description": spec.description,
         "org.opencontainers.image.licenses": LICENSE,
     }
-    if created:
-        labels["org.opencontainers.image.created"] = created
-    return labels

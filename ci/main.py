@@ -249,7 +249,10 @@ class Brokkr:
         ] = False,
         created: Annotated[
             str,
-            Doc("Commit time for the org.opencontainers.image.created label (RFC 3339)"),
+            Doc(
+                "Commit time for the org.opencontainers.image.created label (RFC 3339, "
+                "`git log -1 --format=%cI`); default 1970-01-01T00:00:00Z, never the clock"
+            ),
         ] = "",
         source_url: Annotated[
             str, Doc("Repository URL for org.opencontainers.image.source (GHCR links to it)")

@@ -168,6 +168,17 @@ async def test_images_carry_the_oci_labels(
         }
 
 
+async def test_created_label_is_fixed_without_a_commit_time(
+    brokkr: ModuleCaller, publishing: StandInEngine, namespace: str
+):
+    # Never the wall clock: the same commit must rebuild to the same digest.
+    await brokkr.call("publish", pr=5, sha=SHA, registry=namespace, component="UI")
+    (push,) = publishing.pushes
+    labels = {n.args["name"]: n.args["value"] for n in push.container.calls("withLabel")}
+    assert labels["org.opencontainers.image.created"] == "1970-01-01T00:00:00Z"
+    assert labels["org.opencontainers.image.version"] == "pr-5"
+
+
 async def test_credentials_travel_only_as_a_secret(
     engine: StandInEngine, auth_registry: RegistryServer, fixture_source: str
 ):
