@@ -38,6 +38,11 @@ from ci._tags import Tag, compute_tags, released_versions, validate_sha
 DEFAULT_REGISTRY = "ghcr.io/colliery-io"
 VERIFY_ATTEMPTS = 5
 """How many times a pushed tag is read back before its absence is an error."""
+READ_LOGIN_HINT = (
+    "reading the registry needs credentials here: pass --username and --password (the "
+    "Docker login the Dagger CLI forwards reaches only the engine's pushes)"
+)
+"""What an anonymous publish is told when the registry wants a login to be read."""
 READ_BACK_DELAY = 0.5
 """Seconds between read-back attempts, grown by the attempt number (registries may lag)."""
 
@@ -145,13 +150,10 @@ class Target:
 
 async def check_sources(request: PublishRequest, source: dagger.Directory) -> None:
     """Check the source holds every requested component (reads only, nothing is built)."""
-
     await _gather([lambda c=c: check_source(source, component_spec(c)) for c in request.components])
 
 
-async def plan(
-    request: PublishRequest, client: RegistryClient, *, anonymous: bool = False
-) -> list[Target]:
+async def plan(request: PublishRequest, client: RegistryClient) -> list[Target]:
     """Read each repository's tags and compute the tags of this run (concurrently).
 
     Existing immutable tags of this run are looked at too: the commit they were
@@ -161,17 +163,7 @@ async def plan(
 
     async def one(component: Component) -> None:
         repository = parse_repository(repository_address(request.registry, component))
-        try:
-            existing = await client.list_tags(repository, missing_ok=True)
-        except BrokkrError as e:
-            if anonymous and _refused(str(e)):
-                msg = (
-                    f"{e}. Reading the registry needs credentials here: pass --username and "
-                    "--password (the Docker login the Dagger CLI forwards reaches only the "
-                    "engine's pushes)"
-                )
-                raise BrokkrError(msg) from None
-            raise
+        existing = await client.list_tags(repository, missing_ok=True)
         tags = compute_tags(
             request.ref,
             sha=request.sha,
@@ -322,7 +314,7 @@ async def push_and_verify(
     async def one(target: Target) -> None:
         primary, *others = variants[target.spec.name]
         primary = _push.with_auth(
-            primary, target.address("latest"), username=username, password=password
+            primary, target.repository.name, username=username, password=password
         )
         first, *rest = pinned_first(target.tags)
 
@@ -396,10 +388,6 @@ def _platform_name(platform: str) -> str:
         return platform
 
 
-def _refused(message: str) -> bool:
-    return message.startswith(("authentication required", "authentication refused", "access"))
-
-
 async def publish(
     request: PublishRequest,
     source: dagger.Directory,
@@ -410,8 +398,8 @@ async def publish(
 ) -> list[str]:
     """Run a publish: plan, refuse overwrites, build, push, verify (or report, for a dry run)."""
     await check_sources(request, source)
-    async with RegistryClient(credentials=credentials) as client:
-        targets = await plan(request, client, anonymous=credentials is None)
+    async with RegistryClient(credentials=credentials, anonymous_hint=READ_LOGIN_HINT) as client:
+        targets = await plan(request, client)
         if request.dry_run:
             return dry_run_report(request, targets)
         refuse_overwrites(request, targets)

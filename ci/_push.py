@@ -41,7 +41,10 @@ def check_address(address: str) -> str:
 def with_auth(
     container: dagger.Container, address: str, *, username: str, password: dagger.Secret | None
 ) -> dagger.Container:
-    """Attach `username`/`password` for pushes to `address`'s repository (both or neither)."""
+    """Attach `username`/`password` for pushes to `address`'s repository (both or neither).
+
+    `address` may be the repository itself (`registry/org/name`) or any tag of it.
+    """
     if password is None and not username:
         return container
     if password is None or not username:

@@ -273,6 +273,8 @@ class RegistryClient:
     - ``timeout``: seconds for connecting and for each read.
     - ``transport``: an ``httpx.AsyncBaseTransport`` to send requests through
       (tests inject failures with one); httpx's default otherwise.
+    - ``anonymous_hint``: what an anonymous caller should do when the registry
+      wants a login (ends the "authentication required" error).
     """
 
     def __init__(
@@ -284,6 +286,7 @@ class RegistryClient:
         max_delay: float = 30.0,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        anonymous_hint: str = "give a username and a password or token",
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
@@ -295,6 +298,7 @@ class RegistryClient:
         self._max_delay = max_delay
         self._timeout = timeout
         self._transport = transport
+        self._anonymous_hint = anonymous_hint
         self._client: httpx.AsyncClient | None = None
         self._tokens: dict[tuple[str, str], _Token] = {}
         self._basic_registries: set[str] = set()
@@ -598,10 +602,14 @@ class RegistryClient:
                     continue
                 raise self._auth_error(ref, response)
             if response.status_code == 403:
-                who = f"user {self._credentials.username!r}" if self._credentials else "anonymous"
+                if self._credentials is None:
+                    raise BrokkrError(
+                        f"access denied to {ref} for anonymous: {_status_text(response)}; "
+                        f"{self._anonymous_hint}"
+                    )
                 raise BrokkrError(
-                    f"access denied to {ref} for {who}: {_status_text(response)}; "
-                    "check the account's permissions on the repository"
+                    f"access denied to {ref} for user {self._credentials.username!r}: "
+                    f"{_status_text(response)}; check the account's permissions on the repository"
                 )
             return response
 
@@ -690,7 +698,7 @@ class RegistryClient:
         if self._credentials is None:
             return BrokkrError(
                 f"authentication required: {ref.registry} refused anonymous access to {ref}"
-                f"{where}: {_status_text(response)}; give a username and a password or token"
+                f"{where}: {_status_text(response)}; {self._anonymous_hint}"
             )
         return BrokkrError(
             f"authentication refused: {ref.registry} did not accept the credentials of user "
