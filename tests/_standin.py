@@ -78,10 +78,6 @@ def schema_path() -> Path:
     return ROOT.parent / "shared" / "dagger" / SCHEMA_NAME
 
 
-class StandInError(Exception):
-    """The stand-in was asked for something it cannot answer faithfully."""
-
-
 # ---------------------------------------------------------------------------
 # The build graph
 
@@ -142,17 +138,6 @@ class Node:
             elif n.field == "withoutEnvVariable":
                 env.pop(n.args["name"], None)
         return env
-
-    def references(self) -> list[Node]:
-        """Nodes named by ID arguments anywhere in this chain."""
-        out: list[Node] = []
-        for n in self.chain():
-            for value in n.args.values():
-                if isinstance(value, Node):
-                    out.append(value)
-                elif isinstance(value, list):
-                    out.extend(v for v in value if isinstance(v, Node))
-        return out
 
     def graph(self) -> list[Node]:
         """This node's chain plus, transitively, the chains of every node it references."""
