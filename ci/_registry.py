@@ -330,6 +330,20 @@ class RegistryClient:
         The body's sha256 must equal the registry's ``Docker-Content-Digest`` and,
         for a digest reference, the digest asked for.
         """
+        manifest = await self._get_manifest(ref, missing_ok=False)
+        assert manifest is not None
+        return manifest
+
+    async def fetch_manifest_or_none(self, ref: ImageReference) -> Manifest | None:
+        """Like ``get_manifest``, but None when the registry answers 404.
+
+        For read-modify-write of an index under a tag (``sha256-<hex>``,
+        ``sha256-<hex>.sig``): ``body``, ``media_type`` and ``digest`` of the
+        result are what the registry holds now.
+        """
+        return await self._get_manifest(ref, missing_ok=True)
+
+    async def _get_manifest(self, ref: ImageReference, *, missing_ok: bool) -> Manifest | None:
         response = await self._request(
             "GET",
             f"{ref.base_url}/v2/{ref.repository}/manifests/{ref.reference}",
@@ -337,6 +351,8 @@ class RegistryClient:
             headers={"Accept": ACCEPT_MANIFESTS},
         )
         if response.status_code == 404:
+            if missing_ok:
+                return None
             raise await self._not_found(ref, response)
         self._expect_ok(response, ref, "reading the manifest")
         body = response.content
@@ -486,6 +502,94 @@ class RegistryClient:
             platforms.append(self._describe(child, name))
         return ImageDescription(ref, top.digest, top.media_type, tuple(platforms))
 
+    # Writing ----------------------------------------------------------------------
+
+    async def push_blob(self, ref: ImageReference, data: bytes) -> str:
+        """Upload ``data`` as a blob of ``ref``'s repository; returns its ``sha256:`` digest.
+
+        A blob the registry already has (``HEAD`` answers 200) is not sent again.
+        Otherwise a monolithic upload: ``POST /v2/<name>/blobs/uploads/`` opens a
+        session, ``PUT <location>?digest=…`` sends the bytes. Needs push access.
+        """
+        digest = _hash("sha256", data)
+        blob_url = f"{ref.base_url}/v2/{ref.repository}/blobs/{digest}"
+        head = await self._request("HEAD", blob_url, ref=ref, push=True)
+        if head.status_code == 200:
+            return digest
+        started = await self._request(
+            "POST", f"{ref.base_url}/v2/{ref.repository}/blobs/uploads/", ref=ref, push=True
+        )
+        if started.status_code != 202:
+            raise BrokkrError(
+                f"starting the upload of blob {digest} to {ref.name} failed: "
+                f"{_status_text(started)}"
+            )
+        location = started.headers.get("location")
+        if not location:
+            raise BrokkrError(
+                f"{ref.registry} opened an upload for {ref.name} without a Location header"
+            )
+        upload = httpx.URL(urljoin(str(started.url), location))
+        origin = urlsplit(ref.base_url)
+        if (upload.scheme, upload.netloc.decode("ascii")) != (origin.scheme, origin.netloc):
+            raise BrokkrError(
+                f"{ref.registry} wants the blob upload for {ref.name} sent to another server; "
+                "refusing to send it there"
+            )
+        finished = await self._request(
+            "PUT",
+            str(upload.copy_merge_params({"digest": digest})),
+            ref=ref,
+            headers={"Content-Type": "application/octet-stream"},
+            content=data,
+            push=True,
+        )
+        if finished.status_code not in (201, 204):
+            raise BrokkrError(
+                f"uploading blob {digest} to {ref.name} failed: {_status_text(finished)}"
+            )
+        return digest
+
+    async def push_manifest(
+        self, ref: ImageReference, reference: str, body: bytes, media_type: str
+    ) -> str:
+        """Store ``body`` (of ``media_type``) as ``ref``'s repository's manifest ``reference``.
+
+        ``reference`` is a tag or a digest; its blobs and child manifests must be
+        pushed first. Returns the manifest's digest (the sha256 of ``body``),
+        checked against the registry's ``Docker-Content-Digest`` when it sends one.
+        """
+        if reference.startswith(("sha256:", "sha512:")):
+            validate_digest(reference)
+            target = ref.with_digest(reference)
+        else:
+            target = ref.with_tag(reference)
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise BrokkrError(
+                f"the manifest for {target} is larger than {MAX_MANIFEST_BYTES} bytes "
+                "(the registry limit); not pushing it"
+            )
+        digest = _hash("sha256", body)
+        if target.digest and _hash(target.digest.split(":", 1)[0], body) != target.digest:
+            raise BrokkrError(f"the manifest for {target} does not hash to {target.digest}")
+        response = await self._request(
+            "PUT",
+            f"{ref.base_url}/v2/{ref.repository}/manifests/{reference}",
+            ref=ref,
+            headers={"Content-Type": media_type},
+            content=body,
+            push=True,
+        )
+        if response.status_code not in (200, 201, 204):
+            raise BrokkrError(f"pushing the manifest {target} failed: {_status_text(response)}")
+        header = response.headers.get("docker-content-digest")
+        if header and header.startswith("sha256:") and header != digest:
+            raise BrokkrError(
+                f"digest mismatch pushing {target}: the registry says it stored {header} "
+                f"but the manifest sent hashes to {digest}"
+            )
+        return digest
+
     # Helpers for reading ---------------------------------------------------------
 
     def _describe(self, manifest: Manifest, platform: str) -> PlatformDescription:
@@ -582,9 +686,14 @@ class RegistryClient:
         *,
         ref: ImageReference,
         headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        push: bool = False,
     ) -> httpx.Response:
-        """Send with auth and retries; returns any answer but 401/403 and transient ones."""
-        scope = f"repository:{ref.repository}:pull"
+        """Send with auth and retries; returns any answer but 401/403 and transient ones.
+
+        ``push`` asks for a token that may write (``pull,push``) instead of read.
+        """
+        scope = f"repository:{ref.repository}:{'pull,push' if push else 'pull'}"
         challenges_answered = 0
         while True:
             request_headers = dict(headers or {})
@@ -592,7 +701,12 @@ class RegistryClient:
             if authorization is not None:
                 request_headers["Authorization"] = authorization
             response = await self._with_retries(
-                method, url, headers=request_headers, target=ref.registry, subject=str(ref)
+                method,
+                url,
+                headers=request_headers,
+                target=ref.registry,
+                subject=str(ref),
+                content=content,
             )
             if response.status_code == 401:
                 challenges_answered += 1
@@ -636,7 +750,7 @@ class RegistryClient:
             if not realm:
                 raise BrokkrError(f"{ref.registry} asked for a Bearer token but named no realm")
             self._tokens[key] = await self._fetch_token(
-                realm, service=params.get("service"), scope=params.get("scope") or scope, ref=ref
+                realm, service=params.get("service"), scope=scope, ref=ref
             )
             return True
         if "basic" in challenges:
@@ -706,7 +820,14 @@ class RegistryClient:
         )
 
     async def _with_retries(
-        self, method: str, url: str, *, headers: Mapping[str, str], target: str, subject: str
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        target: str,
+        subject: str,
+        content: bytes | None = None,
     ) -> httpx.Response:
         """Send one request, retrying transient failures up to ``attempts`` times."""
         if self._client is None:
@@ -715,7 +836,7 @@ class RegistryClient:
         while True:
             retry_after = None
             try:
-                response = await self._client.request(method, url, headers=headers)
+                response = await self._client.request(method, url, headers=headers, content=content)
             except httpx.TransportError as error:
                 problem = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             else:

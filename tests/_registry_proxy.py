@@ -82,6 +82,12 @@ class RegistryProxy:
             def do_HEAD(self) -> None:
                 proxy._handle(self)
 
+            def do_POST(self) -> None:
+                proxy._handle(self)
+
+            def do_PUT(self) -> None:
+                proxy._handle(self)
+
             def log_message(self, format: str, *args: object) -> None:
                 return
 
@@ -151,7 +157,11 @@ class RegistryProxy:
         method = handler.command
         url = urlsplit(handler.path)
         path = url.path
-        status, headers, body = self._respond(method, path, url.query, handler.headers)
+        length = int(handler.headers.get("Content-Length") or 0)
+        request_body = handler.rfile.read(length) if length else b""
+        status, headers, body = self._respond(
+            method, path, url.query, handler.headers, request_body
+        )
         with self._lock:
             self.requests.append((method, handler.path, status))
         handler.send_response(status)
@@ -163,7 +173,12 @@ class RegistryProxy:
             handler.wfile.write(body)
 
     def _respond(
-        self, method: str, path: str, query: str, request_headers: HTTPMessage
+        self,
+        method: str,
+        path: str,
+        query: str,
+        request_headers: HTTPMessage,
+        request_body: bytes = b"",
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         with self._lock:
             for failure in self._failures:
@@ -176,13 +191,13 @@ class RegistryProxy:
         if not path.startswith("/v2/"):
             return 404, [], b"not a registry path"
         if self.bearer:
-            scope = _scope_of(path)
+            scope = _scope_of(path, write=method in ("POST", "PUT", "PATCH", "DELETE"))
             token = (
                 authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else ""
             )
             with self._lock:
                 granted = self._tokens.get(token)
-            if granted is None or (scope is not None and granted != scope):
+            if granted is None or (scope is not None and not _grants(granted, scope)):
                 challenge = f'Bearer realm="{self.base_url}/token",service="{self.service}"'
                 if scope is not None:
                     challenge += f',scope="{scope}"'
@@ -192,11 +207,18 @@ class RegistryProxy:
         forwarded = httpx.request(
             method,
             f"{self.upstream.base_url}{path}" + (f"?{query}" if query else ""),
-            headers={k: v for k, v in request_headers.items() if k.lower() in ("accept",)},
+            headers={
+                k: v for k, v in request_headers.items() if k.lower() in ("accept", "content-type")
+            },
+            content=request_body or None,
             auth=self.upstream.auth,
             timeout=30.0,
         )
-        headers = [(k, v) for k, v in forwarded.headers.items() if k.lower() not in _HOP_BY_HOP]
+        headers = [
+            (k, v.replace(self.upstream.base_url, self.base_url) if k.lower() == "location" else v)
+            for k, v in forwarded.headers.items()
+            if k.lower() not in _HOP_BY_HOP
+        ]
         return forwarded.status_code, headers, forwarded.content
 
     def _token(self, query: str, authorization: str) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -242,13 +264,21 @@ class RegistryProxy:
         return 200, headers, body
 
 
-def _scope_of(path: str) -> str | None:
-    """``repository:<name>:pull`` for a repository path, None for ``/v2/``."""
+def _scope_of(path: str, *, write: bool = False) -> str | None:
+    """``repository:<name>:pull`` (``pull,push`` to write) for a repository path, None for ``/v2/``.
+
+    Like GHCR, a push token also reads: see ``_grants``.
+    """
     rest = path[len("/v2/") :]
     for marker in ("/manifests/", "/blobs/", "/tags/list"):
         if marker in rest:
-            return f"repository:{rest.split(marker, 1)[0]}:pull"
+            return f"repository:{rest.split(marker, 1)[0]}:{'pull,push' if write else 'pull'}"
     return None
+
+
+def _grants(granted: str, wanted: str) -> bool:
+    """Whether a token for ``granted`` allows ``wanted`` (a push token also reads)."""
+    return granted == wanted or granted == wanted.removesuffix(":pull") + ":pull,push"
 
 
 def _errors(code: str) -> bytes:

@@ -590,3 +590,152 @@ def test_client_options_are_checked():
         RegistryClient(attempts=0)
     with pytest.raises(ValueError, match="negative"):
         RegistryClient(backoff=-1)
+
+
+# Writing ---------------------------------------------------------------------------
+
+
+def _artifact(seed: str) -> tuple[bytes, bytes, bytes]:
+    """A config, a layer and an OCI 1.1 artifact manifest over them."""
+    config = b"{}"
+    layer = json.dumps({"seed": seed}).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/spdx+json",
+            "config": {
+                "mediaType": "application/vnd.oci.empty.v1+json",
+                "digest": _sha256(config),
+                "size": len(config),
+            },
+            "layers": [
+                {"mediaType": "application/spdx+json", "digest": _sha256(layer), "size": len(layer)}
+            ],
+        }
+    ).encode()
+    return config, layer, manifest
+
+
+@pytest.mark.registry
+async def test_push_blob_and_manifest_then_read_them_back(registry: RegistryServer):
+    ref = parse_reference(registry.address("brokkr/client-write", "art"))
+    config, layer, manifest = _artifact("write")
+    async with client() as registry_client:
+        assert await registry_client.push_blob(ref, config) == _sha256(config)
+        assert await registry_client.push_blob(ref, layer) == _sha256(layer)
+        assert await registry_client.get_blob(ref, _sha256(layer)) == layer
+        digest = await registry_client.push_manifest(ref, "art", manifest, OCI_MANIFEST)
+        assert digest == _sha256(manifest)
+        by_digest = await registry_client.push_manifest(ref, digest, manifest, OCI_MANIFEST)
+        assert by_digest == digest
+        fetched = await registry_client.fetch_manifest_or_none(ref)
+        assert fetched is not None
+        assert (fetched.digest, fetched.media_type, fetched.body) == (
+            digest,
+            OCI_MANIFEST,
+            manifest,
+        )
+
+
+@pytest.mark.registry
+async def test_push_blob_skips_a_blob_the_registry_has(registry: RegistryServer):
+    with RegistryProxy(registry) as proxy:
+        ref = parse_reference(proxy.address("brokkr/client-write", "x"))
+        data = b"the same bytes twice"
+        async with client() as registry_client:
+            assert await registry_client.push_blob(ref, data) == _sha256(data)
+            assert await registry_client.push_blob(ref, data) == _sha256(data)
+        methods = [method for method, path, _ in proxy.requests if "/blobs/" in path]
+        assert methods == ["HEAD", "POST", "PUT", "HEAD"]
+
+
+@pytest.mark.registry
+async def test_fetch_manifest_or_none_and_read_modify_write_of_a_tag(registry: RegistryServer):
+    ref = parse_reference(registry.address("brokkr/client-rmw", f"sha256-{'ab' * 32}"))
+    config, layer, manifest = _artifact("rmw")
+    async with client() as registry_client:
+        assert await registry_client.fetch_manifest_or_none(ref) is None
+        for blob in (config, layer):
+            await registry_client.push_blob(ref, blob)
+        artifact = await registry_client.push_manifest(
+            ref, _sha256(manifest), manifest, OCI_MANIFEST
+        )
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+        for round_ in range(2):
+            current = await registry_client.fetch_manifest_or_none(ref)
+            document = json.loads(current.body) if current else dict(index)
+            document["manifests"].append(
+                {"mediaType": OCI_MANIFEST, "digest": artifact, "size": len(manifest)}
+            )
+            body = json.dumps(document).encode()
+            await registry_client.push_manifest(ref, ref.tag, body, OCI_INDEX)
+            assert (round_ == 0) == (current is None)
+        final = await registry_client.fetch_manifest_or_none(ref)
+    assert final is not None
+    assert final.is_index
+    assert [m["digest"] for m in final.document["manifests"]] == [artifact, artifact]
+
+
+@pytest.mark.registry
+async def test_push_with_basic_auth(auth_registry: RegistryServer):
+    ref = parse_reference(auth_registry.address("brokkr/client-write", "auth"))
+    config, layer, manifest = _artifact("basic")
+    credentials = Credentials(AUTH_USERNAME, AUTH_PASSWORD)
+    async with client(credentials=credentials) as registry_client:
+        for blob in (config, layer):
+            await registry_client.push_blob(ref, blob)
+        digest = await registry_client.push_manifest(ref, "auth", manifest, OCI_MANIFEST)
+        assert await registry_client.resolve_digest(ref) == digest
+    async with client() as registry_client:
+        with pytest.raises(BrokkrError, match=r"^authentication required"):
+            await registry_client.push_blob(ref, b"anonymous")
+
+
+@pytest.mark.registry
+async def test_push_asks_for_a_push_token(registry: RegistryServer, caplog):
+    caplog.set_level(logging.DEBUG)
+    with RegistryProxy(
+        registry, bearer=True, username=AUTH_USERNAME, password=AUTH_PASSWORD
+    ) as proxy:
+        ref = parse_reference(proxy.address("brokkr/client-bearer-write", "1"))
+        config, layer, manifest = _artifact("bearer")
+        credentials = Credentials(AUTH_USERNAME, AUTH_PASSWORD)
+        async with client(credentials=credentials) as registry_client:
+            for blob in (config, layer):
+                await registry_client.push_blob(ref, blob)
+            digest = await registry_client.push_manifest(ref, "1", manifest, OCI_MANIFEST)
+            assert await registry_client.resolve_digest(ref) == digest
+        scopes = [t.scope for t in proxy.token_requests]
+        assert scopes == [
+            "repository:brokkr/client-bearer-write:pull,push",
+            "repository:brokkr/client-bearer-write:pull",
+        ]
+        for secret in [AUTH_PASSWORD, *proxy.issued_tokens]:
+            assert secret not in caplog.text
+
+
+@pytest.mark.registry
+async def test_push_retries_a_transient_failure(registry: RegistryServer):
+    with RegistryProxy(registry) as proxy:
+        ref = parse_reference(proxy.address("brokkr/client-write", "retry"))
+        config, layer, manifest = _artifact("retry")
+        async with client(attempts=3) as registry_client:
+            for blob in (config, layer):
+                await registry_client.push_blob(ref, blob)
+            proxy.fail(1, status=503, match="/manifests/retry")
+            digest = await registry_client.push_manifest(ref, "retry", manifest, OCI_MANIFEST)
+        assert digest == _sha256(manifest)
+        assert [s for m, p, s in proxy.requests if m == "PUT" and "retry" in p] == [503, 201]
+
+
+async def test_push_manifest_checks_the_registry_digest():
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(201, headers={"Docker-Content-Digest": MISSING_DIGEST})
+
+    ref = parse_reference("registry.example.com/org/name:1")
+    async with client(transport=httpx.MockTransport(answer)) as registry_client:
+        with pytest.raises(BrokkrError, match="digest mismatch pushing"):
+            await registry_client.push_manifest(ref, "1", b"{}", OCI_MANIFEST)
+        with pytest.raises(BrokkrError, match="does not hash to"):
+            await registry_client.push_manifest(ref, MISSING_DIGEST, b"{}", OCI_MANIFEST)
