@@ -343,6 +343,31 @@ class RegistryClient:
         """
         return await self._get_manifest(ref, missing_ok=True)
 
+    async def get_referrers(self, ref: ImageReference, digest: str) -> list[dict[str, Any]] | None:
+        """The referrers API (OCI 1.1): descriptors of the manifests whose subject is ``digest``.
+
+        None when the registry has no referrers API (it answers 404, as
+        distribution 2.8 does); callers then use the ``sha256-<hex>`` tag
+        schema (``ci._referrers``). Only the first page is read.
+        """
+        validate_digest(digest)
+        response = await self._request(
+            "GET",
+            f"{ref.base_url}/v2/{ref.repository}/referrers/{digest}",
+            ref=ref,
+            headers={"Accept": OCI_INDEX},
+        )
+        if response.status_code == 404:
+            return None
+        self._expect_ok(response, ref, f"listing the referrers of {digest}")
+        if len(response.content) > MAX_MANIFEST_BYTES:
+            raise BrokkrError(f"the referrers list of {ref} is larger than 4 MiB; refusing it")
+        document = self._parse_json(response.content, f"the referrers list of {digest} in {ref}")
+        manifests = document.get("manifests", [])
+        if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
+            raise BrokkrError(f"the referrers list of {digest} in {ref.name} is malformed")
+        return manifests
+
     async def _get_manifest(self, ref: ImageReference, *, missing_ok: bool) -> Manifest | None:
         response = await self._request(
             "GET",

@@ -26,6 +26,13 @@ NODE_IMAGE = "node:18-alpine"
 CARGO_CHEF_VERSION = "0.1.71"
 """cargo-chef, installed once in the shared chef base with `cargo install --locked`."""
 
+CARGO_AUDITABLE_VERSION = "0.7.4"
+"""cargo-auditable, installed next to cargo-chef: the builder links with `cargo auditable build`,
+which embeds the binary's crate list (`.dep-v0`) that trivy, grype and syft read."""
+
+RUST_AUDIT_INFO_VERSION = "0.5.4"
+"""rust-audit-info, which reads that crate list back out of a binary for the SBOM (ci/_sbom.py)."""
+
 KUBECTL_VERSION = "v1.34.1"
 """kubectl shipped in the agent image."""
 
