@@ -52,9 +52,10 @@ import dagger
 from dagger import dag
 
 from ci import _rust
-from ci._components import ComponentSpec
+from ci._build import DEFAULT_UI_PATH, build_image, native_platform
+from ci._components import Component, ComponentSpec, component_spec
 from ci._errors import BrokkrError
-from ci._platforms import PlatformSpec
+from ci._platforms import PlatformSpec, parse_platform
 from ci._versions import KUBECTL_SHA256, KUBECTL_VERSION, RUST_AUDIT_INFO_VERSION, kubectl_url
 
 SPEC_VERSION = "1.5"
@@ -638,3 +639,26 @@ async def sbom_text(
 def sbom_file(spec: ComponentSpec, platform: PlatformSpec, text: str) -> dagger.File:
     """The SBOM as a `File` named `<image>-<arch>.cdx.json`."""
     return dag.file(f"{spec.name}-{platform.debian_arch}.cdx.json", text)
+
+
+async def image_sbom(
+    source: dagger.Directory,
+    *,
+    component: Component,
+    platform: str | None,
+    emulate: bool = False,
+    ui_path: str = DEFAULT_UI_PATH,
+) -> dagger.File:
+    """Build `component`'s runtime image for `platform` (default: the engine's) and describe it.
+
+    The image is the one `build` returns for the same arguments; the SBOM is
+    read from it (see the module docstring) and returned as a `File`.
+    """
+    spec = component_spec(component)
+    native = await native_platform()
+    target = parse_platform(platform or native)
+    image = await build_image(
+        source, component=component, platform=target.platform, emulate=emulate, ui_path=ui_path
+    )
+    text = await sbom_text(image, spec, Subject(spec.name, target), native)
+    return sbom_file(spec, target, text)

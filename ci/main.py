@@ -4,7 +4,8 @@ Each function here is a thin, documented entry point; the work lives in the
 private modules of this package: pure rules in `_tags`, `_platforms`,
 `_components`, `_reference` and `_labels`; Dagger stage builders in `_rust`,
 `_ui`, `_build` and `_image`; the registry client in `_registry` and
-`_inspection`; pushing and publishing in `_push` and `_publish`. Every problem
+`_inspection`; pushing and publishing in `_push` and `_publish`; the SBOM in
+`_sbom`, attached to pushed images as OCI referrers by `_referrers`. Every problem
 a user can act on is a `BrokkrError` (`_errors`).
 """
 
@@ -14,7 +15,7 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, Ignore, function, object_type
 
-from ci import _build, _image, _inspection, _publish, _tags
+from ci import _build, _image, _inspection, _publish, _sbom, _tags
 from ci._components import Component, Stage
 from ci._image import Image
 from ci._labels import DEFAULT_SOURCE_URL
@@ -155,6 +156,32 @@ class Brokkr:
             self.source,
             component=component,
             platforms=[str(p) for p in platforms],
+            emulate=emulate,
+            ui_path=ui_path,
+        )
+
+    @function
+    async def sbom(
+        self,
+        component: Annotated[Component, Doc("The image: broker, agent or ui")],
+        platform: Annotated[
+            dagger.Platform | None, Doc("Target platform (default: the engine's own)")
+        ] = None,
+        emulate: Emulate = False,
+        ui_path: UiPath = _build.DEFAULT_UI_PATH,
+    ) -> dagger.File:
+        """The CycloneDX 1.5 SBOM (JSON) of one component's runtime image for one platform.
+
+        Read from the image `build` makes for the same arguments: its Debian
+        (or Alpine) packages, the Rust crates `cargo auditable` embedded in the
+        binary, the UI's installed npm packages, and kubectl in the agent.
+        `publish` attaches the same document to every pushed platform manifest.
+        `dagger call sbom --component agent --platform linux/arm64 export --path agent.cdx.json`
+        """
+        return await _sbom.image_sbom(
+            self.source,
+            component=component,
+            platform=platform,
             emulate=emulate,
             ui_path=ui_path,
         )
