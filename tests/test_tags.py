@@ -711,3 +711,82 @@ def test_published_version_tags_are_recognized_as_released(version: semver.Versi
     full = compute_tags(f"refs/tags/v{version}")[0].name
     assert released_versions(["latest", full, "main"]) == [full]
     assert parse(full) == version.replace(build=None)
+
+
+# --------------------------------------------------------------------------- boundaries
+# Each test pins a limit exactly where it lies: the last value accepted and the
+# first refused, so moving a limit by one fails a test.
+
+
+def test_pr_1_is_the_first_pull_request() -> None:
+    assert names(pr=1) == ["pr-1"]
+    assert names("refs/pull/1/merge") == ["pr-1"]
+    assert names("refs/pull/1/head", pr=1) == ["pr-1"]
+
+
+@pytest.mark.parametrize("pr", [0, -1])
+def test_pr_below_1_is_refused_naming_the_flag_and_value(pr: int) -> None:
+    with pytest.raises(BrokkrError) as caught:
+        compute_tags(pr=pr)
+    assert str(caught.value) == f"--pr must be a pull request number from 1, not {pr!r}."
+
+
+def test_a_version_of_exactly_128_characters_is_accepted() -> None:
+    version = "1.0.0-" + "a" * 122
+    assert len(version) == MAX_TAG_LENGTH
+    tags = compute_tags(f"refs/tags/v{version}")
+    assert tags == [Tag(version, immutable=True)]
+    # Build metadata is dropped before the length is counted.
+    assert names(f"refs/tags/v{version}+build.7") == [version]
+
+
+def test_a_version_of_129_characters_is_refused_naming_it() -> None:
+    version = "1.0.0-" + "a" * 123
+    with pytest.raises(BrokkrError) as caught:
+        compute_tags(f"refs/tags/v{version}")
+    message = str(caught.value)
+    assert "is 129 characters long" in message
+    assert f"at most {MAX_TAG_LENGTH}" in message
+    assert "'v1.0.0-aaa" in message  # the version it refuses, shortened
+
+
+BRANCH_LIMIT = MAX_TAG_LENGTH - len("-sha-0123456")
+
+
+def test_a_branch_that_sanitises_to_exactly_the_limit_is_kept_whole() -> None:
+    assert BRANCH_LIMIT == 116
+    branch = "feature/" + "b" * (BRANCH_LIMIT - len("feature-"))
+    base = "feature-" + "b" * (BRANCH_LIMIT - len("feature-"))
+    assert len(base) == BRANCH_LIMIT
+    tags = names(f"refs/heads/{branch}", sha=SHA)
+    assert tags == [base, f"{base}-sha-0123456"]
+    assert len(tags[1]) == MAX_TAG_LENGTH
+
+
+def test_a_branch_one_character_over_the_limit_is_cut_to_it() -> None:
+    tags = names("refs/heads/" + "b" * (BRANCH_LIMIT + 1), sha=SHA)
+    assert tags == ["b" * BRANCH_LIMIT, "b" * BRANCH_LIMIT + "-sha-0123456"]
+
+
+def test_a_branch_cut_on_a_separator_drops_it() -> None:
+    tags = names("refs/heads/" + "b" * (BRANCH_LIMIT - 1) + "-x", sha=SHA)
+    assert tags[0] == "b" * (BRANCH_LIMIT - 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        pytest.param({"ref": "refs/heads/main", "sha": "xyz1234"}, "'xyz1234'", id="sha"),
+        pytest.param({"ref": "refs/heads/main"}, "'refs/heads/main'", id="branch-without-sha"),
+        pytest.param({"ref": "refs/oops/1"}, "'refs/oops/1'", id="ref"),
+        pytest.param({"ref": "refs/pull/2/merge", "pr": 3}, "--pr 3", id="pr-contradiction"),
+        pytest.param({"ref": "refs/heads/1.2", "sha": SHA}, "branch '1.2'", id="release-clash"),
+        pytest.param(
+            {"ref": "refs/tags/v1.0.0", "released": ["one"]}, "'one'", id="released-entry"
+        ),
+    ],
+)
+def test_errors_name_the_input_they_reject(kwargs: dict[str, object], named: str) -> None:
+    with pytest.raises(BrokkrError) as caught:
+        compute_tags(**kwargs)  # type: ignore[arg-type]
+    assert named in str(caught.value)
