@@ -11,7 +11,10 @@ The order is the contract (SPEC "Publish"):
 4. each component is pushed as one multi-platform manifest under its
    immutable tag, then under its other tags (components in parallel);
 5. every tag is read back and must resolve to the pushed index digest with
-   every requested platform.
+   every requested platform;
+6. with a signing key, every platform manifest and then the index is signed
+   in cosign's format (`_signing`), each signature stored under its
+   `sha256-<hex>.sig` tag next to the image.
 
 Two runs for the same repository at once could both find a tag absent and
 both push it; CI serialises runs per ref (`concurrency` in the workflow).
@@ -19,20 +22,22 @@ both push it; CI serialises runs per ref (`concurrency` in the workflow).
 
 from __future__ import annotations
 
+import enum
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
 import dagger
 
-from ci import _image, _push
+from ci import _image, _push, _signing
 from ci._build import check_source
 from ci._components import Component, ComponentSpec, component_spec
 from ci._errors import BrokkrError
 from ci._labels import REVISION_LABEL, image_labels, validate_created, validate_source_url
 from ci._platforms import parse_platform, parse_platforms
-from ci._reference import ImageReference, parse_repository
-from ci._registry import Credentials, RegistryClient
+from ci._reference import ImageReference, is_loopback_host, parse_repository
+from ci._registry import Credentials, ImageDescription, RegistryClient
 from ci._tags import Tag, compute_tags, released_versions, validate_sha
 
 DEFAULT_REGISTRY = "ghcr.io/colliery-io"
@@ -45,6 +50,23 @@ READ_LOGIN_HINT = (
 """What an anonymous publish is told when the registry wants a login to be read."""
 READ_BACK_DELAY = 0.5
 """Seconds between read-back attempts, grown by the attempt number (registries may lag)."""
+SIGNING_LOGIN_HINT = (
+    "--signing-key stores signatures through the module's own registry client, which logs "
+    "in only with --username and --password (the Docker login the Dagger CLI forwards "
+    "reaches only the engine's pushes): pass both"
+)
+
+
+@dagger.enum_type
+class OutputFormat(enum.Enum):
+    """What `publish` prints."""
+
+    TEXT = "text"
+    """One `address@sha256:…` line per pushed tag."""
+
+    JSON = "json"
+    """A JSON array, one object per pushed tag: component, repository, tag, address,
+    digest (of the index) and platforms (platform -> manifest digest)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +83,7 @@ class PublishRequest:
     source_url: str
     dry_run: bool = False
     force: bool = False
+    output: OutputFormat = OutputFormat.TEXT
 
     @classmethod
     def create(
@@ -76,6 +99,7 @@ class PublishRequest:
         source_url: str,
         dry_run: bool = False,
         force: bool = False,
+        output: OutputFormat = OutputFormat.TEXT,
     ) -> PublishRequest:
         """Check every input and normalise it; a `BrokkrError` names the first bad one."""
         if not sha:
@@ -89,6 +113,12 @@ class PublishRequest:
         names = [s.platform for s in parse_platforms(list(platforms))]
         registry = validate_registry(registry)
         components = tuple(Component) if component is None else (component,)
+        if dry_run and output is OutputFormat.JSON:
+            msg = (
+                "--format json describes pushed images (their digests); --dry-run pushes "
+                "none: use the default text format with --dry-run"
+            )
+            raise BrokkrError(msg)
         return cls(
             ref=ref,
             sha=sha,
@@ -100,6 +130,7 @@ class PublishRequest:
             source_url=validate_source_url(source_url),
             dry_run=dry_run,
             force=force,
+            output=output,
         )
 
 
@@ -137,6 +168,10 @@ class Target:
     revisions: dict[str, str] = field(default_factory=dict)
     """The commit each existing immutable tag of this run was published from, where known."""
     pushed: list[str] = field(default_factory=list)
+    digest: str = ""
+    """The pushed index digest, once read back."""
+    platform_digests: dict[str, str] = field(default_factory=dict)
+    """Platform (`linux/amd64`) -> its manifest digest in the index, once read back."""
 
     def address(self, tag: str) -> str:
         """`{repository}:{tag}`."""
@@ -351,8 +386,14 @@ async def verify(
 
     async def one(tag: Tag) -> None:
         ref = target.repository.with_tag(tag.name)
-        if problem := await _read_back(request, client, ref, expected):
+        problem, described = await _read_back(request, client, ref, expected)
+        if problem:
             problems.append(f"{target.address(tag.name)}: {problem}")
+        elif described is not None and not target.digest:
+            target.digest = described.digest
+            target.platform_digests = {
+                _platform_name(p.platform): p.digest for p in described.platforms
+            }
 
     await _gather([lambda t=t: one(t) for t in target.tags])
     return sorted(problems)
@@ -360,7 +401,8 @@ async def verify(
 
 async def _read_back(
     request: PublishRequest, client: RegistryClient, ref: ImageReference, expected: str
-) -> str:
+) -> tuple[str, ImageDescription | None]:
+    """('', what the registry serves) when `ref` is the pushed image, else (problem, None)."""
     problem = ""
     for attempt in range(1, VERIFY_ATTEMPTS + 1):
         try:
@@ -374,10 +416,10 @@ async def _read_back(
             elif platforms != set(request.platforms):
                 problem = f"has platforms {sorted(platforms)}, pushed {list(request.platforms)}"
             else:
-                return ""
+                return "", described
         if attempt < VERIFY_ATTEMPTS:  # registries may lag behind a write for a moment
             await anyio.sleep(READ_BACK_DELAY * attempt)
-    return problem
+    return problem, None
 
 
 def _platform_name(platform: str) -> str:
@@ -388,6 +430,78 @@ def _platform_name(platform: str) -> str:
         return platform
 
 
+async def sign(
+    request: PublishRequest,
+    targets: Sequence[Target],
+    client: RegistryClient,
+    key: _signing.SigningKey,
+) -> None:
+    """Sign every pushed platform manifest, then the index, of every target (cosign format).
+
+    Components go in parallel. A failure names what was pushed and left unsigned
+    (`verify` reports the same); the images themselves stay as pushed.
+    """
+    problems: list[str] = []
+
+    async def one(target: Target) -> None:
+        try:
+            await _gather(
+                [
+                    lambda d=d: _signing.sign_manifest(
+                        client, target.repository, d, key, created=request.created
+                    )
+                    for d in target.platform_digests.values()
+                ]
+            )
+            await _signing.sign_manifest(
+                client, target.repository, target.digest, key, created=request.created
+            )
+        except BrokkrError as e:
+            problems.append(f"{target.repository.name}@{target.digest}: {e}")
+
+    await _gather([lambda t=t: one(t) for t in targets])
+    if problems:
+        msg = (
+            "pushed and verified, but signing failed (`verify` shows what is unsigned): "
+            + "; ".join(sorted(problems))
+        )
+        raise BrokkrError(msg)
+
+
+def render(request: PublishRequest, targets: Sequence[Target], refs: Sequence[str]) -> str:
+    """What `publish` prints: `address@digest` lines, or the JSON array of `--format json`."""
+    if request.output is OutputFormat.TEXT:
+        return "\n".join(refs)
+    entries = [
+        {
+            "component": target.spec.component.value,
+            "repository": target.repository.name,
+            "tag": tag.name,
+            "address": target.address(tag.name),
+            "digest": target.digest,
+            "platforms": {
+                p: target.platform_digests[p]
+                for p in request.platforms
+                if p in target.platform_digests
+            },
+        }
+        for target in targets
+        for tag in target.tags
+    ]
+    return json.dumps(entries, indent=2)
+
+
+def check_signing_login(
+    request: PublishRequest, credentials: Credentials | None, key: _signing.SigningKey | None
+) -> None:
+    """Signing writes through the module's registry client: it needs a login (but on loopback)."""
+    if key is None or credentials is not None:
+        return
+    repository = parse_repository(repository_address(request.registry, request.components[0]))
+    if not is_loopback_host(repository.host):
+        raise BrokkrError(SIGNING_LOGIN_HINT)
+
+
 async def publish(
     request: PublishRequest,
     source: dagger.Directory,
@@ -395,19 +509,31 @@ async def publish(
     username: str,
     password: dagger.Secret | None,
     credentials: Credentials | None,
-) -> list[str]:
-    """Run a publish: plan, refuse overwrites, build, push, verify (or report, for a dry run)."""
+    signing_key: _signing.SigningKey | None = None,
+) -> str:
+    """Run a publish: plan, refuse overwrites, build, push, verify, sign (or report, dry run)."""
+    check_signing_login(request, credentials, signing_key)
     await check_sources(request, source)
     async with RegistryClient(credentials=credentials, anonymous_hint=READ_LOGIN_HINT) as client:
         targets = await plan(request, client)
         if request.dry_run:
-            return dry_run_report(request, targets)
+            lines = dry_run_report(request, targets)
+            if signing_key is not None:
+                lines += [
+                    f"{t.repository.name}: would sign the index and every platform manifest "
+                    "(cosign format, sha256-<hex>.sig tags)"
+                    for t in targets
+                ]
+            return "\n".join(lines)
         refuse_overwrites(request, targets)
         images = await compose(request, source)
         variants = await build(request, targets, images)
-        return await push_and_verify(
+        refs = await push_and_verify(
             request, targets, variants, client, username=username, password=password
         )
+        if signing_key is not None:
+            await sign(request, targets, client, signing_key)
+        return render(request, targets, refs)
 
 
 async def _gather(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ci._errors import BrokkrError
 from ci._reference import ImageReference, parse_reference
-from ci._registry import DOCKER_MANIFEST, OCI_MANIFEST, RegistryClient
+from ci._registry import DOCKER_MANIFEST, OCI_MANIFEST, Credentials, RegistryClient
 from ci._signing import (
     MAX_PAYLOAD_BYTES,
     MAX_SIGNATURE_LAYERS,
@@ -89,6 +89,19 @@ class VerifyReport:
             + "."
         )
         raise BrokkrError(msg)
+
+
+async def verify_address(
+    ref: ImageReference,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    credentials: Credentials | None = None,
+) -> str:
+    """`verify`: the report when every manifest of `ref` is signed, else a `BrokkrError`."""
+    async with RegistryClient(credentials=credentials) as client:
+        report = await verify_image(client, ref, public_key)
+    report.raise_unless_ok()
+    return report.text()
 
 
 async def verify_image(

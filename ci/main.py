@@ -15,10 +15,11 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, Ignore, function, object_type
 
-from ci import _build, _image, _inspection, _publish, _sbom, _tags
+from ci import _build, _image, _inspection, _publish, _sbom, _signing, _tags, _verify
 from ci._components import Component, Stage
 from ci._image import Image
 from ci._labels import DEFAULT_SOURCE_URL
+from ci._reference import parse_reference
 
 ALL_PLATFORMS = (dagger.Platform("linux/amd64"), dagger.Platform("linux/arm64"))
 
@@ -284,7 +285,23 @@ class Brokkr:
         source_url: Annotated[
             str, Doc("Repository URL for org.opencontainers.image.source (GHCR links to it)")
         ] = DEFAULT_SOURCE_URL,
-    ) -> list[str]:
+        signing_key: Annotated[
+            dagger.Secret | None,
+            Doc(
+                "Sign every pushed index and platform manifest in cosign's format with this "
+                "PEM EC P-256 private key, as a secret (--signing-key env://COSIGN_KEY); "
+                "needs --username/--password to store the signatures"
+            ),
+        ] = None,
+        signing_password: Annotated[
+            dagger.Secret | None,
+            Doc("Password of an encrypted --signing-key (BEGIN ENCRYPTED PRIVATE KEY)"),
+        ] = None,
+        format_: Annotated[
+            _publish.OutputFormat,
+            Doc("text: one address@sha256:… line per tag; json: an array for scripts"),
+        ] = _publish.OutputFormat.TEXT,
+    ) -> str:
         """Build every platform of each component, push it under every tag, verify it.
 
         Tags come from the ref (see `tags`), with the registry's existing
@@ -298,6 +315,14 @@ class Brokkr:
 
         dagger call publish --ref "$GITHUB_REF" --sha "$GITHUB_SHA"
         --username "$GITHUB_ACTOR" --password env:GITHUB_TOKEN
+
+        --format json prints a JSON array instead, one object per tag:
+        component, repository, tag, address, digest (the index) and platforms
+        (platform to manifest digest). With --signing-key every platform
+        manifest and the index are signed after the read-back, as `cosign sign
+        --key` would (signatures under sha256-<hex>.sig tags; `verify` and
+        `cosign verify --key` check them). The key is checked before anything
+        is built.
         """
         request = _publish.PublishRequest.create(
             ref=ref,
@@ -310,8 +335,43 @@ class Brokkr:
             source_url=source_url,
             dry_run=dry_run,
             force=force,
+            output=format_,
         )
+        key = await _signing.key_from_secrets(signing_key, signing_password)
         credentials = await _inspection.credentials_from(username, password)
         return await _publish.publish(
-            request, self.source, username=username, password=password, credentials=credentials
+            request,
+            self.source,
+            username=username,
+            password=password,
+            credentials=credentials,
+            signing_key=key,
         )
+
+    @function(cache="never")
+    async def verify(
+        self,
+        address: Annotated[
+            str,
+            Doc("The image: registry/org/name:tag or registry/org/name@sha256:<digest>"),
+        ],
+        public_key: Annotated[
+            dagger.File,
+            Doc("The PEM EC P-256 public key (cosign.pub) the signatures must verify with"),
+        ],
+        username: Username = "",
+        password: Password = None,
+    ) -> str:
+        """Check an image's cosign-format signatures: the index and every platform manifest.
+
+        Each must carry, under its sha256-<hex>.sig tag, a signature by the key
+        over a payload naming that manifest and this repository (what `publish
+        --signing-key` writes and `cosign verify --key` checks). Prints one row
+        per manifest; fails naming every manifest that is unsigned or whose
+        signatures are not this key's. Example:
+        `dagger call verify --address ghcr.io/me/brokkr-broker:1.2.3 --public-key cosign.pub`
+        """
+        ref = parse_reference(address)
+        key = _signing.load_public_key(await public_key.contents())
+        credentials = await _inspection.credentials_from(username, password)
+        return await _verify.verify_address(ref, key, credentials=credentials)

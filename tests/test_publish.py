@@ -80,13 +80,15 @@ def container_work(engine: StandInEngine) -> list[Node]:
 async def test_release_pushes_every_tag_of_every_component_with_both_platforms(
     brokkr: ModuleCaller, publishing: StandInEngine, namespace: str, registry: RegistryServer
 ):
-    refs = await brokkr.call(
-        "publish",
-        ref="refs/tags/v1.2.3",
-        sha=SHA,
-        registry=namespace,
-        created="2026-11-26T12:00:00Z",
-    )
+    refs = (
+        await brokkr.call(
+            "publish",
+            ref="refs/tags/v1.2.3",
+            sha=SHA,
+            registry=namespace,
+            created="2026-11-26T12:00:00Z",
+        )
+    ).splitlines()
     expected = sorted(
         f"{namespace}/{name}:{tag}"
         for name in COMPONENTS
@@ -125,9 +127,11 @@ async def test_prerelease_gets_only_its_version(
 async def test_branch_push_gets_branch_and_sha_tags(
     brokkr: ModuleCaller, publishing: StandInEngine, namespace: str
 ):
-    refs = await brokkr.call(
-        "publish", ref="refs/heads/main", sha=SHA, registry=namespace, component="UI"
-    )
+    refs = (
+        await brokkr.call(
+            "publish", ref="refs/heads/main", sha=SHA, registry=namespace, component="UI"
+        )
+    ).splitlines()
     assert pushed(publishing) == [
         f"{namespace}/brokkr-ui:main",
         f"{namespace}/brokkr-ui:main-sha-0123456",
@@ -190,15 +194,17 @@ async def test_credentials_travel_only_as_a_secret(
     namespace = f"{auth_registry.registry}/t{uuid.uuid4().hex[:10]}"
     brokkr = ModuleCaller(engine, fixture_source)
 
-    refs = await brokkr.call(
-        "publish",
-        ref="refs/tags/v1.0.0",
-        sha=SHA,
-        registry=namespace,
-        component="BROKER",
-        username=auth_registry.username,
-        password=secret_id,
-    )
+    refs = (
+        await brokkr.call(
+            "publish",
+            ref="refs/tags/v1.0.0",
+            sha=SHA,
+            registry=namespace,
+            component="BROKER",
+            username=auth_registry.username,
+            password=secret_id,
+        )
+    ).splitlines()
 
     assert len(refs) == 4
     for push in engine.pushes:
@@ -216,9 +222,11 @@ async def test_credentials_travel_only_as_a_secret(
 async def test_dry_run_reports_and_pushes_nothing(
     brokkr: ModuleCaller, publishing: StandInEngine, namespace: str
 ):
-    lines = await brokkr.call(
-        "publish", ref="refs/tags/v1.2.3", sha=SHA, registry=namespace, dry_run=True
-    )
+    lines = (
+        await brokkr.call(
+            "publish", ref="refs/tags/v1.2.3", sha=SHA, registry=namespace, dry_run=True
+        )
+    ).splitlines()
     assert len(lines) == 12
     assert f"{namespace}/brokkr-agent:latest (linux/amd64, linux/arm64) would push, moving" in lines
     assert f"{namespace}/brokkr-ui:1.2.3 (linux/amd64, linux/arm64) would push, immutable" in lines
@@ -230,9 +238,16 @@ async def test_dry_run_shows_existing_immutable_tags(
     brokkr: ModuleCaller, publishing: StandInEngine, namespace: str, registry: RegistryServer
 ):
     push_image(registry.base_url, f"{namespace.split('/', 1)[1]}/brokkr-ui", "1.2.3", seed="old")
-    lines = await brokkr.call(
-        "publish", ref="refs/tags/v1.2.3", sha=SHA, registry=namespace, component="UI", dry_run=True
-    )
+    lines = (
+        await brokkr.call(
+            "publish",
+            ref="refs/tags/v1.2.3",
+            sha=SHA,
+            registry=namespace,
+            component="UI",
+            dry_run=True,
+        )
+    ).splitlines()
     assert (
         f"{namespace}/brokkr-ui:1.2.3 (linux/amd64, linux/arm64) immutable tag exists, "
         "would refuse; published from an unknown commit"
@@ -373,9 +388,11 @@ async def test_refusal_says_which_commit_the_tag_holds(
 async def test_a_registry_without_namespace_is_accepted(
     brokkr: ModuleCaller, publishing: StandInEngine, registry: RegistryServer
 ):
-    refs = await brokkr.call(
-        "publish", pr=9, sha=SHA, registry=registry.registry, component="UI", dry_run=True
-    )
+    refs = (
+        await brokkr.call(
+            "publish", pr=9, sha=SHA, registry=registry.registry, component="UI", dry_run=True
+        )
+    ).splitlines()
     assert refs == [
         f"{registry.registry}/brokkr-ui:pr-9 (linux/amd64, linux/arm64) would push, moving"
     ]
@@ -398,14 +415,16 @@ async def test_force_overwrites_an_immutable_tag(
 ):
     repo = f"{namespace.split('/', 1)[1]}/brokkr-broker"
     old = push_image(registry.base_url, repo, "1.2.3", seed="already-released")
-    refs = await brokkr.call(
-        "publish",
-        ref="refs/tags/v1.2.3",
-        sha=SHA,
-        registry=namespace,
-        component="BROKER",
-        force=True,
-    )
+    refs = (
+        await brokkr.call(
+            "publish",
+            ref="refs/tags/v1.2.3",
+            sha=SHA,
+            registry=namespace,
+            component="BROKER",
+            force=True,
+        )
+    ).splitlines()
     new = {r.split("@")[1] for r in refs}
     assert old not in new
 
@@ -464,7 +483,9 @@ async def test_transient_push_error_is_retried(
         return _standin.BUILTIN[("Container", "publish")](engine, node, args)
 
     publishing.on("Container", "publish", flaky)
-    refs = await brokkr.call("publish", pr=3, sha=SHA, registry=namespace, component="UI")
+    refs = (
+        await brokkr.call("publish", pr=3, sha=SHA, registry=namespace, component="UI")
+    ).splitlines()
     assert refs[0].startswith(f"{namespace}/brokkr-ui:pr-3@sha256:")
     assert failures["left"] == 0
 
