@@ -145,3 +145,42 @@ def test_plan_from_an_unsupported_engine_platform_needs_emulation():
 def test_plan_rejects_an_unsupported_target():
     with pytest.raises(BrokkrError, match="linux/s390x"):
         plan_build(native="linux/amd64", target="linux/s390x")
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            AMD64,
+            [
+                "pkg-config",
+                "gcc-x86-64-linux-gnu",
+                "libc6-dev-amd64-cross",
+                "libpq-dev:amd64",
+                "libssl-dev:amd64",
+            ],
+        ),
+        (
+            ARM64,
+            [
+                "pkg-config",
+                "gcc-aarch64-linux-gnu",
+                "libc6-dev-arm64-cross",
+                "libpq-dev:arm64",
+                "libssl-dev:arm64",
+            ],
+        ),
+    ],
+    ids=["amd64", "arm64"],
+)
+def test_cross_packages_exactly(spec, expected):
+    # Debian's cross libc for each target (crt files and headers the cross gcc links
+    # against); an arm64 engine building amd64 needs libc6-dev-amd64-cross.
+    assert cross_packages(spec) == expected
+
+
+@pytest.mark.parametrize("value", ["linux/riscv64", "windows/amd64", "amd64", ""])
+def test_platform_errors_name_the_value_they_reject(value):
+    with pytest.raises(BrokkrError) as caught:
+        parse_platform(value)
+    assert f"unsupported platform {value!r}" in str(caught.value)
