@@ -114,6 +114,12 @@ def _validate_registry(address: str, registry: str) -> None:
             if not rest.startswith(":"):
                 raise _invalid(address, f"unexpected {rest!r} after the IPv6 address")
             port = rest[1:]
+    elif registry.count(":") > 1:
+        raise _invalid(
+            address,
+            f"registry {registry!r} looks like an IPv6 address: put it in brackets, "
+            "with any port after them, as in [::1]:5000",
+        )
     elif ":" in registry:
         host, port = registry.rsplit(":", 1)
     if port is not None and (not _PORT.fullmatch(port) or not 0 < int(port) < 65536):

@@ -234,3 +234,68 @@ def test_round_trip(registry, components, tag, digest):
     assert ref.digest == digest
     assert ref.tag == (tag if tag is not None or digest is not None else "latest")
     assert parse_reference(str(ref)) == ref
+
+
+# --------------------------------------------------------------------------- boundaries
+
+
+@pytest.mark.parametrize(
+    ("address", "registry", "base_url"),
+    [
+        ("ghcr.io:1/org/name", "ghcr.io:1", "https://ghcr.io:1"),
+        ("ghcr.io:65535/org/name", "ghcr.io:65535", "https://ghcr.io:65535"),
+        ("[::1]:1/a", "[::1]:1", "http://[::1]:1"),
+        ("[::1]:65535/a", "[::1]:65535", "http://[::1]:65535"),
+        ("[::1]/a", "[::1]", "http://[::1]"),
+        ("[2001:db8::1]:5000/a", "[2001:db8::1]:5000", "https://[2001:db8::1]:5000"),
+    ],
+)
+def test_registry_ports_from_1_to_65535_are_accepted(address, registry, base_url):
+    ref = parse_reference(address)
+    assert ref.registry == registry
+    assert ref.base_url == base_url
+
+
+@pytest.mark.parametrize(
+    ("address", "port"),
+    [
+        ("ghcr.io:0/org/name", "'0'"),
+        ("ghcr.io:65536/org/name", "'65536'"),
+        ("ghcr.io:/org/name", "''"),
+        ("[::1]:0/a", "'0'"),
+        ("[::1]:65536/a", "'65536'"),
+        ("[::1]:/a", "''"),
+    ],
+)
+def test_registry_ports_outside_1_to_65535_are_refused_naming_the_port(address, port):
+    with pytest.raises(BrokkrError) as caught:
+        parse_reference(address)
+    message = str(caught.value)
+    assert f"registry port {port} is not a number from 1 to 65535" in message
+    assert repr(address) in message
+
+
+def test_bracketed_ipv6_takes_nothing_but_a_port_after_the_bracket():
+    with pytest.raises(BrokkrError, match=r"unexpected 'x' after the IPv6 address"):
+        parse_reference("[::1]x/a")
+
+
+@pytest.mark.parametrize("address", ["::1:5000/a/b", "fe80::1/a", "2001:db8::1:443/org/name"])
+def test_an_unbracketed_ipv6_registry_is_a_clear_error(address):
+    registry = address.split("/", 1)[0]
+    with pytest.raises(BrokkrError) as caught:
+        parse_reference(address)
+    message = str(caught.value)
+    assert f"registry {registry!r} looks like an IPv6 address" in message
+    assert "[::1]:5000" in message
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["registry-1.docker.io/library/alpine:3.20", "registry-1.docker.io/alpine:3.20"],
+)
+def test_docker_hubs_api_host_is_docker_hub(address):
+    ref = parse_reference(address)
+    assert (ref.registry, ref.repository, ref.tag) == ("docker.io", "library/alpine", "3.20")
+    assert ref.base_url == "https://registry-1.docker.io"
+    assert str(ref) == "docker.io/library/alpine:3.20"
