@@ -119,7 +119,7 @@ async def credentials_from(username: str, password: dagger.Secret | None) -> Cre
         if username:
             raise BrokkrError(
                 f"a username ({username!r}) was given without a password: pass --password "
-                "as a secret (e.g. env:GITHUB_TOKEN), or neither for anonymous access"
+                "as a secret (e.g. env://GITHUB_TOKEN), or neither for anonymous access"
             )
         return None
     if not username:

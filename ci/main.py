@@ -262,7 +262,7 @@ class Brokkr:
         password: Annotated[
             dagger.Secret | None,
             Doc(
-                "Registry password or token, as a secret (--password env:GITHUB_TOKEN). "
+                "Registry password or token, as a secret (--password env://GITHUB_TOKEN). "
                 "Without it the Docker login the Dagger CLI forwards is used."
             ),
         ] = None,
@@ -314,7 +314,7 @@ class Brokkr:
         is read anonymously. CI runs:
 
         dagger call publish --ref "$GITHUB_REF" --sha "$GITHUB_SHA"
-        --username "$GITHUB_ACTOR" --password env:GITHUB_TOKEN
+        --username "$GITHUB_ACTOR" --password env://GITHUB_TOKEN
 
         --format json prints a JSON array instead, one object per tag:
         component, repository, tag, address, digest (the index) and platforms
