@@ -62,15 +62,27 @@ def _invalid(address: str, reason: str) -> BrokkrError:
     )
 
 
+_IPV4_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+_IPV6_LOOPBACK = ipaddress.IPv6Address("::1")
+
+
 def is_loopback_host(host: str) -> bool:
-    """Whether ``host`` (without port or brackets) names this machine's loopback."""
+    """Whether ``host`` (without port or brackets) names this machine's loopback.
+
+    Only an address in ``127.0.0.0/8``, ``::1``, or exactly the name
+    ``localhost`` (any case). Other names, ``*.localhost`` included, are
+    resolved through DNS like any host and so are not trusted with plain HTTP.
+    """
     lowered = host.lower()
-    if lowered == "localhost" or lowered.endswith(".localhost"):
+    if lowered == "localhost":
         return True
     try:
-        return ipaddress.ip_address(lowered).is_loopback
+        address = ipaddress.ip_address(lowered)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return address in _IPV4_LOOPBACK
+    return address == _IPV6_LOOPBACK
 
 
 def validate_tag(tag: str) -> str:

@@ -1,52 +1,76 @@
-"""A small async client for the OCI distribution API, over httpx.
+"""A small async client for the OCI distribution API.
 
-It reads what publishing and inspection need: manifests and indexes (OCI and
-Docker media types, digests verified), config blobs, and tag lists (with
-``Link`` pagination). It authenticates anonymously, with Basic auth, or through
-the Bearer token challenge that GHCR and Docker Hub use, and retries transient
-failures (connection errors, 408, 429, 5xx) a bounded number of times.
+It reads what publishing and inspection need — manifests and indexes (OCI and
+Docker media types, digests verified), config blobs, tag lists (with ``Link``
+pagination) — and writes what attaching artifacts needs: blobs and manifests.
+Transport, limits and the per-operation deadline live in ``_http``;
+challenges, tokens and credentials in ``_auth``.
 
-Every problem surfaces as a ``BrokkrError`` whose message names the image and
-what went wrong; passwords and tokens never appear in messages or logs.
+A broken or hostile registry cannot exhaust memory or time: every body,
+header, tag list and index is bounded (``Limits``; the numbers are in
+``_http``), every operation has one overall deadline, and every malformed
+answer is a ``BrokkrError`` that names the registry and what was wrong. Text
+the registry sends is cleaned before it reaches a message; passwords and
+tokens never appear in messages or logs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import email.utils
+import contextlib
 import hashlib
 import json
-import logging
-import re
-import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from ci._auth import Authenticator, Credentials
 from ci._errors import BrokkrError
-from ci._reference import ImageReference, is_loopback_host, validate_digest
+from ci._http import (
+    MAX_BLOB_BYTES,
+    MAX_INDEX_PLATFORMS,
+    MAX_MANIFEST_BYTES,
+    MAX_TAG_PAGES,
+    MAX_TAGS,
+    BodyLimit,
+    HttpSession,
+    Limits,
+    Reply,
+    cap_message,
+    clean,
+    deadline,
+    error_codes,
+    header_values,
+    retry_delay,
+    status_text,
+)
+from ci._reference import ImageReference, validate_digest
+from ci._tags import OCI_TAG
 
 __all__ = [
     "ACCEPT_MANIFESTS",
     "DOCKER_MANIFEST",
     "DOCKER_MANIFEST_LIST",
+    "MAX_BLOB_BYTES",
+    "MAX_INDEX_PLATFORMS",
+    "MAX_MANIFEST_BYTES",
+    "MAX_TAGS",
+    "MAX_TAG_PAGES",
     "OCI_INDEX",
     "OCI_MANIFEST",
     "Credentials",
     "ImageDescription",
+    "Limits",
     "Manifest",
     "PlatformDescription",
     "RegistryClient",
+    "next_link",
     "retry_delay",
 ]
-
-logger = logging.getLogger("ci.registry")
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -56,28 +80,21 @@ INDEX_MEDIA_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 IMAGE_MEDIA_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 ACCEPT_MANIFESTS = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST])
 
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # the limit distribution itself enforces
-MAX_TAG_PAGES = 10_000
-USER_AGENT = "brokkr-ci (OCI distribution client)"
+INDEX_FETCH_CONCURRENCY = 4
+"""Platform manifests of one index read at once (each up to the manifest limit)."""
 _ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """A registry login. The password (or token) never shows in repr or str."""
-
-    username: str
-    password: str = field(repr=False)
-
-    def __post_init__(self) -> None:
-        if not self.username or not self.password:
-            raise BrokkrError("registry credentials need both a username and a password")
-
-    def __repr__(self) -> str:
-        return f"Credentials(username={self.username!r}, password=<redacted>)"
-
-    __str__ = __repr__
+_UNREADABLE = (
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    IndexError,
+    RecursionError,
+    OverflowError,
+    UnicodeError,
+    zlib.error,
+    httpx.HTTPError,
+)
 
 
 @dataclass(frozen=True)
@@ -116,125 +133,52 @@ class ImageDescription:
     platforms: tuple[PlatformDescription, ...]
 
 
-@dataclass
-class _Token:
-    value: str = field(repr=False)
-    expires_at: float
-
-
-def retry_delay(
-    failures: int, *, backoff: float, max_delay: float, retry_after: str | None = None
-) -> float:
-    """Seconds to wait after the ``failures``-th failed attempt.
-
-    Exponential (``backoff``, ``2 * backoff``, ``4 * backoff``…); a ``Retry-After``
-    header (seconds or an HTTP date) can lengthen it. Never more than ``max_delay``.
-    """
-    delay = backoff * 2 ** max(failures - 1, 0)
-    if retry_after:
-        requested: float | None = None
-        text = retry_after.strip()
-        if text.isdigit():
-            requested = float(text)
-        else:
-            try:
-                when = email.utils.parsedate_to_datetime(text)
-            except (TypeError, ValueError):
-                when = None
-            if when is not None:
-                if when.tzinfo is None:
-                    when = when.replace(tzinfo=UTC)
-                requested = (when - datetime.now(UTC)).total_seconds()
-        if requested is not None:
-            delay = max(delay, requested)
-    return max(0.0, min(delay, max_delay))
-
-
-_AUTH_PART = re.compile(
-    r'\s*(?:([\w.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))|([\w.~+/-]+=*)|(,))'
-)
-
-
-def _parse_challenges(headers: httpx.Headers) -> dict[str, dict[str, str]]:
-    """``WWW-Authenticate`` challenges by lowercase scheme, with their parameters.
-
-    ``Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="…"`` gives
-    ``{"bearer": {"realm": …, "service": …, "scope": …}}``.
-    """
-    challenges: dict[str, dict[str, str]] = {}
-    for header in headers.get_list("www-authenticate"):
-        current: dict[str, str] | None = None
-        for match in _AUTH_PART.finditer(header):
-            key, quoted, bare, scheme, _comma = match.groups()
-            if scheme is not None:
-                current = challenges.setdefault(scheme.lower(), {})
-            elif key is not None and current is not None:
-                value = quoted if quoted is not None else bare or ""
-                current.setdefault(key.lower(), re.sub(r"\\(.)", r"\1", value))
-    return challenges
-
-
-def _basic_authorization(credentials: Credentials) -> str:
-    pair = f"{credentials.username}:{credentials.password}".encode()
-    return "Basic " + base64.b64encode(pair).decode("ascii")
-
-
-def _registry_errors(response: httpx.Response) -> str:
-    """The registry's own error text (``errors[].message``), or ''."""
-    try:
-        document = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return ""
-    if not isinstance(document, dict) or not isinstance(document.get("errors"), list):
-        return ""
-    messages = []
-    for error in document["errors"]:
-        if isinstance(error, dict):
-            text = str(error.get("message") or error.get("code") or "").strip()
-            if text:
-                messages.append(text[:200])
-    return "; ".join(messages)
-
-
-def _error_codes(response: httpx.Response) -> set[str]:
-    try:
-        document = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return set()
-    if not isinstance(document, dict) or not isinstance(document.get("errors"), list):
-        return set()
-    return {str(e.get("code")) for e in document["errors"] if isinstance(e, dict)}
-
-
-def _status_text(response: httpx.Response) -> str:
-    text = f"HTTP {response.status_code}"
-    if response.reason_phrase:
-        text += f" {response.reason_phrase}"
-    detail = _registry_errors(response)
-    return f"{text} ({detail})" if detail else text
-
-
 def _hash(algorithm: str, data: bytes) -> str:
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
-def _next_link(response: httpx.Response) -> str | None:
-    """The target of a ``Link: <…>; rel="next"`` header, if any."""
-    for header in response.headers.get_list("link"):
-        for part in re.finditer(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)", header):
-            target, params = part.group(1), part.group(2)
-            if re.search(r"""rel\s*=\s*"?next"?""", params):
-                return target
+def next_link(values: list[str]) -> str | None:
+    """The target of a ``Link: <…>; rel="next"`` header, if any (one linear pass).
+
+    Callers bound the length (``header_values``).
+    """
+    for value in values:
+        position = 0
+        while (start := value.find("<", position)) >= 0:
+            end = value.find(">", start + 1)
+            if end < 0:
+                break
+            following = value.find("<", end + 1)
+            params = value[end + 1 : following if following >= 0 else len(value)]
+            if _is_next(params):
+                return value[start + 1 : end]
+            if following < 0:
+                break
+            position = following
     return None
 
 
-def _platform_string(platform: Mapping[str, Any]) -> str:
-    os_name = str(platform.get("os") or "unknown")
-    architecture = str(platform.get("architecture") or "unknown")
-    text = f"{os_name}/{architecture}"
-    if platform.get("variant"):
-        text += f"/{platform['variant']}"
-    return text
+def _is_next(params: str) -> bool:
+    for param in params.split(";"):
+        name, sep, rel = param.partition("=")
+        values = rel.strip().strip(",").strip().strip('"').lower().split()
+        if sep and name.strip().lower() == "rel" and "next" in values:
+            return True
+    return False
+
+
+def _platform_string(platform: Mapping[str, Any], where: str) -> str:
+    parts = []
+    for key in ("os", "architecture", "variant"):
+        value = platform.get(key)
+        if value is None or value == "":
+            if key == "variant":
+                continue
+            value = "unknown"
+        if not isinstance(value, str):
+            raise BrokkrError(f"{where} gives a platform {key} that is not a string")
+        parts.append(clean(value, 64))
+    return "/".join(parts)
 
 
 def _is_attestation(descriptor: Mapping[str, Any]) -> bool:
@@ -256,6 +200,30 @@ def _descriptor_size(descriptor: Any, where: str) -> int:
     return size
 
 
+def _descriptor_digest(descriptor: Any, where: str) -> str:
+    digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
+    if not isinstance(digest, str):
+        raise BrokkrError(f"{where}: a descriptor has no digest")
+    try:
+        return validate_digest(digest)
+    except BrokkrError:
+        raise BrokkrError(
+            f"{where}: a descriptor has an invalid digest {clean(digest, 80)!r}"
+        ) from None
+
+
+def _parse_json(body: bytes, what: str) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        raise BrokkrError(f"{what} is JSON nested too deeply to read") from None
+    except (ValueError, UnicodeDecodeError):
+        raise BrokkrError(f"{what} is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise BrokkrError(f"{what} is not a JSON object")
+    return document
+
+
 class RegistryClient:
     """An async client for OCI registries (``async with RegistryClient() as c: …``).
 
@@ -264,17 +232,23 @@ class RegistryClient:
     - ``credentials``: a ``Credentials`` login used for Basic auth and to obtain
       Bearer tokens; anonymous when None.
     - ``attempts``: how many times one request is tried when it fails
-      transiently (connection error, timeout, 408, 429, 5xx). 401, 403 and 404
-      are answers, not failures, and are never retried.
+      transiently (connection error, timeout, 408, 429, 5xx). Other answers
+      (401, 403, 404, other 4xx, a broken protocol) are never retried.
     - ``backoff``: seconds before the first retry, doubled for each later one
       (0 retries at once); a ``Retry-After`` header can ask for longer.
     - ``max_delay``: the longest wait between two attempts, whatever
       ``Retry-After`` says.
     - ``timeout``: seconds for connecting and for each read.
+    - ``limits``: the bounds on sizes, counts and the per-operation deadline
+      (``Limits``; defaults documented in ``_http``).
     - ``transport``: an ``httpx.AsyncBaseTransport`` to send requests through
       (tests inject failures with one); httpx's default otherwise.
     - ``anonymous_hint``: what an anonymous caller should do when the registry
       wants a login (ends the "authentication required" error).
+
+    Every public method is one operation under the ``limits.deadline`` (unless
+    an enclosing ``operation`` block set a sooner one) and raises only
+    ``BrokkrError``.
     """
 
     def __init__(
@@ -285,31 +259,23 @@ class RegistryClient:
         backoff: float = 0.5,
         max_delay: float = 30.0,
         timeout: float = 30.0,
+        limits: Limits | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         anonymous_hint: str = "give a username and a password or token",
     ) -> None:
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
-        if backoff < 0 or max_delay < 0:
-            raise ValueError("backoff and max_delay must not be negative")
-        self._credentials = credentials
-        self._attempts = attempts
-        self._backoff = backoff
-        self._max_delay = max_delay
-        self._timeout = timeout
-        self._transport = transport
-        self._anonymous_hint = anonymous_hint
-        self._client: httpx.AsyncClient | None = None
-        self._tokens: dict[tuple[str, str], _Token] = {}
-        self._basic_registries: set[str] = set()
+        self._limits = limits or Limits()
+        self._session = HttpSession(
+            attempts=attempts,
+            backoff=backoff,
+            max_delay=max_delay,
+            timeout=timeout,
+            limits=self._limits,
+            transport=transport,
+        )
+        self._auth = Authenticator(self._session, credentials, anonymous_hint)
 
     async def __aenter__(self) -> Self:
-        self._client = httpx.AsyncClient(
-            transport=self._transport,
-            timeout=self._timeout,
-            follow_redirects=True,  # blobs are often served from a CDN
-            headers={"User-Agent": USER_AGENT},
-        )
+        await self._session.__aenter__()
         return self
 
     async def __aexit__(
@@ -318,19 +284,46 @@ class RegistryClient:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._session.__aexit__(exc_type, exc, traceback)
+
+    @property
+    def limits(self) -> Limits:
+        """The bounds this client enforces."""
+        return self._limits
+
+    @contextlib.contextmanager
+    def operation(self, registry: str, doing: str, seconds: float | None = None) -> Iterator[None]:
+        """One operation: everything inside shares one deadline and raises only BrokkrError.
+
+        ``seconds`` defaults to ``limits.deadline``. Use it to put several calls
+        (a publish's reads) under one deadline; each public method opens its
+        own otherwise. ``doing`` (``"inspecting …"``) goes into the deadline
+        error with ``registry`` and the time spent.
+        """
+        with deadline(seconds or self._limits.deadline, registry=registry, doing=doing):
+            try:
+                yield
+            except BrokkrError as error:
+                message = cap_message(str(error))
+                if message == str(error):
+                    raise
+                raise BrokkrError(message) from None
+            except _UNREADABLE as error:
+                raise BrokkrError(
+                    f"registry {registry} sent an answer that cannot be read while {doing} "
+                    f"({type(error).__name__})"
+                ) from None
 
     # Reading ----------------------------------------------------------------------
 
     async def get_manifest(self, ref: ImageReference) -> Manifest:
-        """Fetch the manifest or index ``ref`` names, and check its digest.
+        """Fetch the manifest or index ``ref`` names (at most ``limits.manifest_bytes``).
 
         The body's sha256 must equal the registry's ``Docker-Content-Digest`` and,
         for a digest reference, the digest asked for.
         """
-        manifest = await self._get_manifest(ref, missing_ok=False)
+        with self.operation(ref.registry, f"reading the manifest of {ref}"):
+            manifest = await self._get_manifest(ref, missing_ok=False)
         assert manifest is not None
         return manifest
 
@@ -341,191 +334,248 @@ class RegistryClient:
         ``sha256-<hex>.sig``): ``body``, ``media_type`` and ``digest`` of the
         result are what the registry holds now.
         """
-        return await self._get_manifest(ref, missing_ok=True)
-
-    async def get_referrers(self, ref: ImageReference, digest: str) -> list[dict[str, Any]] | None:
-        """The referrers API (OCI 1.1): descriptors of the manifests whose subject is ``digest``.
-
-        None when the registry has no referrers API (it answers 404, as
-        distribution 2.8 does); callers then use the ``sha256-<hex>`` tag
-        schema (``ci._referrers``). Only the first page is read.
-        """
-        validate_digest(digest)
-        response = await self._request(
-            "GET",
-            f"{ref.base_url}/v2/{ref.repository}/referrers/{digest}",
-            ref=ref,
-            headers={"Accept": OCI_INDEX},
-        )
-        if response.status_code == 404:
-            return None
-        self._expect_ok(response, ref, f"listing the referrers of {digest}")
-        if len(response.content) > MAX_MANIFEST_BYTES:
-            raise BrokkrError(f"the referrers list of {ref} is larger than 4 MiB; refusing it")
-        document = self._parse_json(response.content, f"the referrers list of {digest} in {ref}")
-        manifests = document.get("manifests", [])
-        if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
-            raise BrokkrError(f"the referrers list of {digest} in {ref.name} is malformed")
-        return manifests
-
-    async def _get_manifest(self, ref: ImageReference, *, missing_ok: bool) -> Manifest | None:
-        response = await self._request(
-            "GET",
-            f"{ref.base_url}/v2/{ref.repository}/manifests/{ref.reference}",
-            ref=ref,
-            headers={"Accept": ACCEPT_MANIFESTS},
-        )
-        if response.status_code == 404:
-            if missing_ok:
-                return None
-            raise await self._not_found(ref, response)
-        self._expect_ok(response, ref, "reading the manifest")
-        body = response.content
-        if len(body) > MAX_MANIFEST_BYTES:
-            raise BrokkrError(f"the manifest of {ref} is larger than 4 MiB; refusing it")
-        digest = self._verify_digest(ref, body, response.headers.get("docker-content-digest"))
-        document = self._parse_json(body, f"the manifest of {ref}")
-        media_type = (
-            document.get("mediaType")
-            or response.headers.get("content-type", "").split(";")[0].strip()
-        )
-        if media_type not in INDEX_MEDIA_TYPES | IMAGE_MEDIA_TYPES:
-            if "manifests" in document:
-                media_type = OCI_INDEX
-            elif "config" in document and "layers" in document:
-                media_type = OCI_MANIFEST
-            else:
-                raise BrokkrError(
-                    f"{ref} has a manifest of unsupported type {media_type or 'unknown'!r}; "
-                    "supported: OCI image index/manifest, Docker manifest list/schema 2"
-                )
-        return Manifest(ref, digest, media_type, body, document)
+        with self.operation(ref.registry, f"reading the manifest of {ref}"):
+            return await self._get_manifest(ref, missing_ok=True)
 
     async def resolve_digest(self, ref: ImageReference) -> str:
         """The digest a tag (or digest) reference points at, verified."""
         return (await self.get_manifest(ref)).digest
 
-    async def get_blob(self, ref: ImageReference, digest: str) -> bytes:
-        """Fetch a (small) blob of ``ref``'s repository, such as a config, and verify it."""
+    async def get_blob(self, ref: ImageReference, digest: str, size: int | None = None) -> bytes:
+        """Fetch a small blob of ``ref``'s repository, such as a config, and verify it.
+
+        ``size`` is the size its descriptor gives: the blob must have exactly
+        that many bytes. Either way no more than ``limits.blob_bytes`` are read.
+        """
         validate_digest(digest)
-        response = await self._request(
-            "GET", f"{ref.base_url}/v2/{ref.repository}/blobs/{digest}", ref=ref
-        )
-        if response.status_code == 404:
-            raise BrokkrError(f"not found: blob {digest} in {ref.name}")
-        self._expect_ok(response, ref, f"reading blob {digest}")
-        actual = _hash(digest.split(":", 1)[0], response.content)
-        if actual != digest:
-            raise BrokkrError(
-                f"digest mismatch for blob {digest} of {ref.name}: its content hashes to {actual}"
+        cap = self._limits.blob_bytes
+        with self.operation(ref.registry, f"reading blob {digest} of {ref.name}"):
+            if size is not None and size > cap:
+                raise BrokkrError(
+                    f"blob {digest} of {ref.name} is {size} bytes by its descriptor, over "
+                    f"{BodyLimit.named(cap, 'blobs read into memory').text}; refusing it"
+                )
+            limit = (
+                BodyLimit(size, f"the size its descriptor gives ({size} bytes)")
+                if size is not None
+                else BodyLimit.named(cap, "blobs read into memory")
             )
-        return response.content
+            reply = await self._request(
+                "GET",
+                f"{ref.base_url}/v2/{ref.repository}/blobs/{digest}",
+                ref=ref,
+                limit=limit,
+                what=f"blob {digest}",
+            )
+            if reply.status == 404:
+                raise BrokkrError(f"not found: blob {digest} in {ref.name}")
+            self._expect_ok(reply, ref, f"reading blob {digest}")
+            if size is not None and len(reply.body) != size:
+                raise BrokkrError(
+                    f"blob {digest} of {ref.name} is {len(reply.body)} bytes but its descriptor "
+                    f"says {size}"
+                )
+            actual = _hash(digest.split(":", 1)[0], reply.body)
+            if actual != digest:
+                raise BrokkrError(
+                    f"digest mismatch for blob {digest} of {ref.name}: its content hashes to "
+                    f"{actual}"
+                )
+            return reply.body
 
     async def config_labels(self, ref: ImageReference) -> dict[str, str]:
-        """The labels of the image's config (the first platform's, for an index)."""
-        manifest = await self.get_manifest(ref)
-        if manifest.is_index:
-            entries = [
-                d
-                for d in manifest.document.get("manifests", [])
-                if isinstance(d, Mapping) and not _is_attestation(d)
-            ]
-            if not entries:
+        """The labels of the image's config (the first platform's, for an index).
+
+        Keys and values are cleaned of control characters (registry text).
+        """
+        with self.operation(ref.registry, f"reading the labels of {ref}"):
+            manifest = await self.get_manifest(ref)
+            if manifest.is_index:
+                entries = manifest.document.get("manifests")
+                if not isinstance(entries, list):
+                    raise BrokkrError(f"the index of {ref} has no manifest list")
+                wanted = [d for d in entries if isinstance(d, dict) and not _is_attestation(d)]
+                if not wanted:
+                    return {}
+                child = _descriptor_digest(wanted[0], f"the index of {ref}")
+                manifest = await self.get_manifest(ref.with_digest(child))
+                if manifest.is_index:
+                    raise BrokkrError(f"{ref} is an index of indexes, which is not supported")
+            where = f"the manifest of {manifest.reference}"
+            config = manifest.document.get("config")
+            if not isinstance(config, dict):
+                raise BrokkrError(f"{where} has no config descriptor")
+            blob = await self.get_blob(
+                ref, _descriptor_digest(config, where), _descriptor_size(config, where)
+            )
+            document = _parse_json(blob, f"the config of {ref}")
+            inner = document.get("config")
+            if inner is None:
                 return {}
-            manifest = await self.get_manifest(ref.with_digest(str(entries[0].get("digest"))))
-        config = manifest.document.get("config")
-        if not isinstance(config, Mapping):
-            raise BrokkrError(f"the manifest of {ref} has no config")
-        document = self._parse_json(
-            await self.get_blob(ref, str(config.get("digest"))), f"the config of {ref}"
-        )
-        labels = (document.get("config") or {}).get("Labels") or {}
-        return {str(k): str(v) for k, v in labels.items()}
+            if not isinstance(inner, dict):
+                raise BrokkrError(f"the config of {ref} has a 'config' that is not an object")
+            labels = inner.get("Labels")
+            if labels is None:
+                return {}
+            if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+                raise BrokkrError(f"the config of {ref} has labels that are not a string map")
+            return {clean(k, 256): clean(v, 1024) for k, v in labels.items()}
 
     async def list_tags(
         self, repository: ImageReference, *, page_size: int | None = None, missing_ok: bool = False
     ) -> list[str]:
         """Every tag of ``repository`` (its tag and digest are ignored), in registry order.
 
-        Follows ``Link: <…>; rel="next"`` pagination; ``page_size`` asks for ``n``
-        tags per page. An unknown repository is an error, or ``[]`` with
-        ``missing_ok=True``.
+        Follows ``Link: <…>; rel="next"`` pagination on the same server;
+        ``page_size`` asks for ``n`` tags per page. At most ``limits.tags`` tags
+        over ``limits.tag_pages`` pages, each page at most
+        ``limits.manifest_bytes``; every tag must be a valid OCI tag. An unknown
+        repository is an error, or ``[]`` with ``missing_ok=True``.
         """
         if page_size is not None and page_size < 1:
             raise ValueError("page_size must be at least 1")
+        with self.operation(repository.registry, f"listing the tags of {repository.name}"):
+            return await self._list_tags(repository, page_size, missing_ok=missing_ok)
+
+    async def _list_tags(
+        self, repository: ImageReference, page_size: int | None, *, missing_ok: bool
+    ) -> list[str]:
+        limits = self._limits
+        name = repository.name
         url = f"{repository.base_url}/v2/{repository.repository}/tags/list"
         if page_size is not None:
             url += f"?n={page_size}"
-        origin = urlsplit(repository.base_url)
+        origin = httpx.URL(repository.base_url)
         tags: list[str] = []
         seen: set[str] = set()
         while True:
-            if url in seen or len(seen) >= MAX_TAG_PAGES:
-                raise BrokkrError(f"the tag list of {repository.name} does not end (page {url})")
+            if url in seen:
+                raise BrokkrError(f"the tag list of {name} does not end (page {clean(url, 120)})")
+            if len(seen) >= limits.tag_pages:
+                raise BrokkrError(
+                    f"the tag list of {name} has more than {limits.tag_pages} pages "
+                    "(the limit for tag list pages)"
+                )
             seen.add(url)
-            response = await self._request("GET", url, ref=repository)
-            if response.status_code == 404:
+            reply = await self._request(
+                "GET",
+                url,
+                ref=repository,
+                limit=BodyLimit.named(limits.manifest_bytes, "tag list pages"),
+                what=f"the tag list of {name}",
+            )
+            if reply.status == 404:
                 if missing_ok:
                     return []
-                raise BrokkrError(f"not found: {repository.name} (no such repository)")
-            self._expect_ok(response, repository, "listing tags")
-            document = self._parse_json(response.content, f"the tag list of {repository.name}")
+                raise BrokkrError(f"not found: {name} (no such repository)")
+            self._expect_ok(reply, repository, "listing tags")
+            document = _parse_json(reply.body, f"the tag list of {name}")
             page = document.get("tags") or []
             if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
-                raise BrokkrError(f"the registry sent a malformed tag list for {repository.name}")
+                raise BrokkrError(f"the registry sent a malformed tag list for {name}")
+            for tag in page:
+                if not OCI_TAG.fullmatch(tag):
+                    raise BrokkrError(
+                        f"the tag list of {name} holds an invalid tag {clean(tag, 80)!r}"
+                    )
+            if len(tags) + len(page) > limits.tags:
+                raise BrokkrError(
+                    f"{name} has more than {limits.tags} tags (the limit for one tag listing)"
+                )
             tags.extend(page)
-            link = _next_link(response)
+            links = header_values(
+                reply.headers, "link", limit=limits.header_chars, registry=repository.registry
+            )
+            link = next_link(links)
             if link is None:
                 return tags
-            url = urljoin(str(response.url), link)
-            target = urlsplit(url)
-            if (target.scheme, target.netloc) != (origin.scheme, origin.netloc):
+            try:
+                target = reply.url.join(link.strip())
+                same = (target.scheme, target.host, target.port) == (
+                    origin.scheme,
+                    origin.host,
+                    origin.port,
+                )
+            except (httpx.InvalidURL, ValueError):
                 raise BrokkrError(
-                    f"the tag list of {repository.name} links to another server ({url}); "
+                    f"the tag list of {name} links to a malformed URL {clean(link, 100)!r}"
+                ) from None
+            if not same:
+                raise BrokkrError(
+                    f"the tag list of {name} links to another server ({clean(str(target), 120)}); "
                     "refusing to follow it"
                 )
+            url = str(target)
 
     async def inspect(self, ref: ImageReference) -> ImageDescription:
         """Describe ``ref``: its digest, media type, and every platform it holds.
 
         For an index: one entry per platform manifest (attestations, whose
-        platform is ``unknown/unknown``, are skipped). For a single manifest: the
-        platform comes from its config blob. Sizes are compressed bytes (config
-        plus layers), as listed in the manifests; layers are not downloaded.
+        platform is ``unknown/unknown``, are skipped; an entry repeated with the
+        same platform and digest counts once; more than ``limits.index_platforms``
+        is an error). For a single manifest: the platform comes from its config
+        blob. Sizes are compressed bytes (config plus layers), as listed in the
+        manifests; layers are not downloaded.
         """
+        with self.operation(ref.registry, f"inspecting {ref}"):
+            return await self._inspect(ref)
+
+    async def _inspect(self, ref: ImageReference) -> ImageDescription:
         top = await self.get_manifest(ref)
         if not top.is_index:
             platform = await self._platform_from_config(top)
             return ImageDescription(
                 ref, top.digest, top.media_type, (self._describe(top, platform),)
             )
+        where = f"the index of {ref}"
         entries = top.document.get("manifests")
         if not isinstance(entries, list):
-            raise BrokkrError(f"the index of {ref} has no manifest list")
-        wanted = [e for e in entries if isinstance(e, dict) and not _is_attestation(e)]
-        for entry in wanted:
-            if entry.get("mediaType") in INDEX_MEDIA_TYPES:
+            raise BrokkrError(f"{where} has no manifest list")
+        wanted: dict[tuple[str | None, str], None] = {}
+        for entry in entries:
+            if not isinstance(entry, dict) or _is_attestation(entry):
+                continue
+            media_type = entry.get("mediaType")
+            if media_type is not None and not isinstance(media_type, str):
+                raise BrokkrError(f"{where} has an entry whose mediaType is not a string")
+            if media_type in INDEX_MEDIA_TYPES:
                 raise BrokkrError(f"{ref} is an index of indexes, which is not supported")
-            if not isinstance(entry.get("digest"), str):
-                raise BrokkrError(f"the index of {ref} has an entry without a digest")
-        children = await asyncio.gather(
-            *(
-                self.get_manifest(ImageReference(ref.registry, ref.repository, None, e["digest"]))
-                for e in wanted
-            ),
-            return_exceptions=True,
-        )
-        platforms = []
-        for entry, child in zip(wanted, children, strict=True):
-            if isinstance(child, BaseException):
-                raise child
+            digest = _descriptor_digest(entry, where)
             platform = entry.get("platform")
-            if isinstance(platform, dict):
-                name = _platform_string(platform)
-            else:
-                name = await self._platform_from_config(child)
-            platforms.append(self._describe(child, name))
-        return ImageDescription(ref, top.digest, top.media_type, tuple(platforms))
+            name = _platform_string(platform, where) if isinstance(platform, dict) else None
+            wanted[(name, digest)] = None
+            if len(wanted) > self._limits.index_platforms:
+                raise BrokkrError(
+                    f"{where} lists more than {self._limits.index_platforms} platform manifests "
+                    "(the limit for one index, after removing duplicates)"
+                )
+        slots = asyncio.Semaphore(INDEX_FETCH_CONCURRENCY)
+        described: dict[tuple[str | None, str], PlatformDescription] = {}
+        needs_config = {digest for name, digest in wanted if name is None}
+
+        async def one(digest: str) -> None:
+            async with slots:
+                child = await self.get_manifest(
+                    ImageReference(ref.registry, ref.repository, None, digest)
+                )
+                from_config = (
+                    await self._platform_from_config(child) if digest in needs_config else None
+                )
+            for name, wanted_digest in wanted:
+                if wanted_digest == digest:
+                    platform = name if name is not None else from_config
+                    assert platform is not None
+                    described[(name, digest)] = self._describe(child, platform)
+
+        results = await asyncio.gather(
+            *(one(d) for d in dict.fromkeys(d for _, d in wanted)), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return ImageDescription(
+            ref, top.digest, top.media_type, tuple(described[key] for key in wanted)
+        )
 
     # Writing ----------------------------------------------------------------------
 
@@ -537,43 +587,67 @@ class RegistryClient:
         session, ``PUT <location>?digest=…`` sends the bytes. Needs push access.
         """
         digest = _hash("sha256", data)
-        blob_url = f"{ref.base_url}/v2/{ref.repository}/blobs/{digest}"
-        head = await self._request("HEAD", blob_url, ref=ref, push=True)
-        if head.status_code == 200:
+        with self.operation(ref.registry, f"pushing blob {digest} to {ref.name}"):
+            small = BodyLimit.named(self._limits.small_body_bytes, "upload answers")
+            blob_url = f"{ref.base_url}/v2/{ref.repository}/blobs/{digest}"
+            head = await self._request(
+                "HEAD", blob_url, ref=ref, limit=small, what="a blob check", push=True
+            )
+            if head.status == 200:
+                return digest
+            started = await self._request(
+                "POST",
+                f"{ref.base_url}/v2/{ref.repository}/blobs/uploads/",
+                ref=ref,
+                limit=small,
+                what="an upload session",
+                push=True,
+            )
+            if started.status != 202:
+                raise BrokkrError(
+                    f"starting the upload of blob {digest} to {ref.name} failed: "
+                    f"{status_text(started)}"
+                )
+            locations = header_values(
+                started.headers, "location", limit=self._limits.header_chars, registry=ref.registry
+            )
+            if not locations or not locations[0].strip():
+                raise BrokkrError(
+                    f"{ref.registry} opened an upload for {ref.name} without a Location header"
+                )
+            try:
+                upload = started.url.join(locations[0].strip())
+                origin = httpx.URL(ref.base_url)
+                same = (upload.scheme, upload.host, upload.port) == (
+                    origin.scheme,
+                    origin.host,
+                    origin.port,
+                )
+                target = str(upload.copy_merge_params({"digest": digest}))
+            except (httpx.InvalidURL, ValueError):
+                raise BrokkrError(
+                    f"{ref.registry} gave a malformed upload location {clean(locations[0], 100)!r}"
+                ) from None
+            if not same:
+                raise BrokkrError(
+                    f"{ref.registry} wants the blob upload for {ref.name} sent to another server "
+                    f"({clean(upload.host, 100)}); refusing to send it there"
+                )
+            finished = await self._request(
+                "PUT",
+                target,
+                ref=ref,
+                limit=small,
+                what="a blob upload",
+                headers={"Content-Type": "application/octet-stream"},
+                content=data,
+                push=True,
+            )
+            if finished.status not in (201, 204):
+                raise BrokkrError(
+                    f"uploading blob {digest} to {ref.name} failed: {status_text(finished)}"
+                )
             return digest
-        started = await self._request(
-            "POST", f"{ref.base_url}/v2/{ref.repository}/blobs/uploads/", ref=ref, push=True
-        )
-        if started.status_code != 202:
-            raise BrokkrError(
-                f"starting the upload of blob {digest} to {ref.name} failed: "
-                f"{_status_text(started)}"
-            )
-        location = started.headers.get("location")
-        if not location:
-            raise BrokkrError(
-                f"{ref.registry} opened an upload for {ref.name} without a Location header"
-            )
-        upload = httpx.URL(urljoin(str(started.url), location))
-        origin = urlsplit(ref.base_url)
-        if (upload.scheme, upload.netloc.decode("ascii")) != (origin.scheme, origin.netloc):
-            raise BrokkrError(
-                f"{ref.registry} wants the blob upload for {ref.name} sent to another server; "
-                "refusing to send it there"
-            )
-        finished = await self._request(
-            "PUT",
-            str(upload.copy_merge_params({"digest": digest})),
-            ref=ref,
-            headers={"Content-Type": "application/octet-stream"},
-            content=data,
-            push=True,
-        )
-        if finished.status_code not in (201, 204):
-            raise BrokkrError(
-                f"uploading blob {digest} to {ref.name} failed: {_status_text(finished)}"
-            )
-        return digest
 
     async def push_manifest(
         self, ref: ImageReference, reference: str, body: bytes, media_type: str
@@ -583,39 +657,76 @@ class RegistryClient:
         ``reference`` is a tag or a digest; its blobs and child manifests must be
         pushed first. Returns the manifest's digest (the sha256 of ``body``),
         checked against the registry's ``Docker-Content-Digest`` when it sends one.
+        A body over ``limits.manifest_bytes`` is refused before anything is sent.
         """
         if reference.startswith(("sha256:", "sha512:")):
-            validate_digest(reference)
-            target = ref.with_digest(reference)
+            target = ref.with_digest(validate_digest(reference))
         else:
             target = ref.with_tag(reference)
-        if len(body) > MAX_MANIFEST_BYTES:
+        limit = self._limits.manifest_bytes
+        if len(body) > limit:
             raise BrokkrError(
-                f"the manifest for {target} is larger than {MAX_MANIFEST_BYTES} bytes "
-                "(the registry limit); not pushing it"
+                f"the manifest for {target} is {len(body)} bytes, over "
+                f"{BodyLimit.named(limit, 'manifests and indexes').text}; not pushing it"
             )
         digest = _hash("sha256", body)
         if target.digest and _hash(target.digest.split(":", 1)[0], body) != target.digest:
             raise BrokkrError(f"the manifest for {target} does not hash to {target.digest}")
-        response = await self._request(
-            "PUT",
-            f"{ref.base_url}/v2/{ref.repository}/manifests/{reference}",
-            ref=ref,
-            headers={"Content-Type": media_type},
-            content=body,
-            push=True,
-        )
-        if response.status_code not in (200, 201, 204):
-            raise BrokkrError(f"pushing the manifest {target} failed: {_status_text(response)}")
-        header = response.headers.get("docker-content-digest")
-        if header and header.startswith("sha256:") and header != digest:
-            raise BrokkrError(
-                f"digest mismatch pushing {target}: the registry says it stored {header} "
-                f"but the manifest sent hashes to {digest}"
+        with self.operation(ref.registry, f"pushing the manifest {target}"):
+            reply = await self._request(
+                "PUT",
+                f"{ref.base_url}/v2/{ref.repository}/manifests/{reference}",
+                ref=ref,
+                limit=BodyLimit.named(self._limits.small_body_bytes, "upload answers"),
+                what="a manifest upload",
+                headers={"Content-Type": media_type},
+                content=body,
+                push=True,
             )
-        return digest
+            if reply.status not in (201, 204):
+                raise BrokkrError(f"pushing the manifest {target} failed: {status_text(reply)}")
+            header = reply.headers.get("docker-content-digest")
+            if header and header.startswith("sha256:") and header != digest:
+                raise BrokkrError(
+                    f"digest mismatch pushing {target}: the registry says it stored "
+                    f"{clean(header, 80)} but the manifest sent hashes to {digest}"
+                )
+            return digest
 
     # Helpers for reading ---------------------------------------------------------
+
+    async def _get_manifest(self, ref: ImageReference, *, missing_ok: bool) -> Manifest | None:
+        reply = await self._request(
+            "GET",
+            f"{ref.base_url}/v2/{ref.repository}/manifests/{ref.reference}",
+            ref=ref,
+            limit=BodyLimit.named(self._limits.manifest_bytes, "manifests and indexes"),
+            what=f"the manifest of {ref}",
+            headers={"Accept": ACCEPT_MANIFESTS},
+        )
+        if reply.status == 404:
+            if missing_ok:
+                return None
+            raise await self._not_found(ref, reply)
+        self._expect_ok(reply, ref, "reading the manifest")
+        digest = self._verify_digest(ref, reply.body, reply.headers.get("docker-content-digest"))
+        document = _parse_json(reply.body, f"the manifest of {ref}")
+        declared = document.get("mediaType")
+        if declared is not None and not isinstance(declared, str):
+            raise BrokkrError(f"the manifest of {ref} has a mediaType that is not a string")
+        media_type = declared or reply.headers.get("content-type", "").split(";")[0].strip()
+        if media_type not in INDEX_MEDIA_TYPES | IMAGE_MEDIA_TYPES:
+            if "manifests" in document:
+                media_type = OCI_INDEX
+            elif "config" in document and "layers" in document:
+                media_type = OCI_MANIFEST
+            else:
+                raise BrokkrError(
+                    f"{ref} has a manifest of unsupported type "
+                    f"{clean(media_type, 100) or 'unknown'!r}; supported: OCI image "
+                    "index/manifest, Docker manifest list/schema 2"
+                )
+        return Manifest(ref, digest, media_type, reply.body, document)
 
     def _describe(self, manifest: Manifest, platform: str) -> PlatformDescription:
         if manifest.is_index:
@@ -631,23 +742,15 @@ class RegistryClient:
         return PlatformDescription(platform, manifest.digest, size)
 
     async def _platform_from_config(self, manifest: Manifest) -> str:
+        where = f"the manifest of {manifest.reference}"
         config = manifest.document.get("config")
-        digest = config.get("digest") if isinstance(config, dict) else None
-        if not isinstance(digest, str):
-            raise BrokkrError(f"the manifest of {manifest.reference} has no config digest")
-        blob = await self.get_blob(manifest.reference, digest)
-        document = self._parse_json(blob, f"the config of {manifest.reference}")
-        return _platform_string(document)
-
-    @staticmethod
-    def _parse_json(body: bytes, what: str) -> dict[str, Any]:
-        try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise BrokkrError(f"{what} is not valid JSON") from None
-        if not isinstance(document, dict):
-            raise BrokkrError(f"{what} is not a JSON object")
-        return document
+        if not isinstance(config, dict):
+            raise BrokkrError(f"{where} has no config descriptor")
+        blob = await self.get_blob(
+            manifest.reference, _descriptor_digest(config, where), _descriptor_size(config, where)
+        )
+        document = _parse_json(blob, f"the config of {manifest.reference}")
+        return _platform_string(document, f"the config of {manifest.reference}")
 
     @staticmethod
     def _verify_digest(ref: ImageReference, body: bytes, header: str | None) -> str:
@@ -656,7 +759,8 @@ class RegistryClient:
                 validate_digest(header)
             except BrokkrError:
                 raise BrokkrError(
-                    f"the registry sent an invalid Docker-Content-Digest for {ref}: {header!r}"
+                    f"the registry sent an invalid Docker-Content-Digest for {ref}: "
+                    f"{clean(header, 80)!r}"
                 ) from None
             actual = _hash(header.split(":", 1)[0], body)
             if actual != header:
@@ -674,21 +778,25 @@ class RegistryClient:
             return ref.digest
         return header or _hash("sha256", body)
 
-    async def _not_found(self, ref: ImageReference, response: httpx.Response) -> BrokkrError:
+    async def _not_found(self, ref: ImageReference, reply: Reply) -> BrokkrError:
         """Say whether the repository or the tag/digest is missing.
 
         Registries such as distribution v2 answer MANIFEST_UNKNOWN for both, so
         when the code does not tell, the repository's tag list does.
         """
-        repository_missing = "NAME_UNKNOWN" in _error_codes(response)
+        repository_missing = "NAME_UNKNOWN" in error_codes(reply)
         if not repository_missing:
             try:
                 listing = await self._request(
-                    "GET", f"{ref.base_url}/v2/{ref.repository}/tags/list?n=1", ref=ref
+                    "GET",
+                    f"{ref.base_url}/v2/{ref.repository}/tags/list?n=1",
+                    ref=ref,
+                    limit=BodyLimit.named(self._limits.manifest_bytes, "tag list pages"),
+                    what=f"the tag list of {ref.name}",
                 )
             except BrokkrError:
                 listing = None
-            repository_missing = listing is not None and listing.status_code == 404
+            repository_missing = listing is not None and listing.status == 404
         if repository_missing:
             return BrokkrError(
                 f"not found: {ref} (the registry has no repository {ref.repository})"
@@ -698,11 +806,11 @@ class RegistryClient:
         return BrokkrError(f"not found: {ref} (no tag {ref.tag} in {ref.name})")
 
     @staticmethod
-    def _expect_ok(response: httpx.Response, ref: ImageReference, doing: str) -> None:
-        if response.status_code != 200:
-            raise BrokkrError(f"{doing} for {ref} failed: {_status_text(response)}")
+    def _expect_ok(reply: Reply, ref: ImageReference, doing: str) -> None:
+        if reply.status != 200:
+            raise BrokkrError(f"{doing} for {ref} failed: {status_text(reply)}")
 
-    # HTTP, auth and retries --------------------------------------------------------
+    # HTTP and auth -----------------------------------------------------------------
 
     async def _request(
         self,
@@ -710,10 +818,12 @@ class RegistryClient:
         url: str,
         *,
         ref: ImageReference,
+        limit: BodyLimit,
+        what: str,
         headers: Mapping[str, str] | None = None,
         content: bytes | None = None,
         push: bool = False,
-    ) -> httpx.Response:
+    ) -> Reply:
         """Send with auth and retries; returns any answer but 401/403 and transient ones.
 
         ``push`` asks for a token that may write (``pull,push``) instead of read.
@@ -722,169 +832,26 @@ class RegistryClient:
         challenges_answered = 0
         while True:
             request_headers = dict(headers or {})
-            authorization = self._authorization(ref.registry, scope)
+            authorization = self._auth.authorization(ref.registry, scope)
             if authorization is not None:
                 request_headers["Authorization"] = authorization
-            response = await self._with_retries(
+            reply = await self._session.send(
                 method,
                 url,
                 headers=request_headers,
+                limit=limit,
                 target=ref.registry,
                 subject=str(ref),
                 content=content,
+                what=what,
             )
-            if response.status_code == 401:
+            if reply.status == 401:
                 challenges_answered += 1
-                if challenges_answered <= 2 and await self._answer_challenge(
-                    response, ref, scope, sent=authorization is not None
+                if challenges_answered <= 2 and await self._auth.answer(
+                    reply, ref, scope, sent=authorization is not None
                 ):
                     continue
-                raise self._auth_error(ref, response)
-            if response.status_code == 403:
-                if self._credentials is None:
-                    raise BrokkrError(
-                        f"access denied to {ref} for anonymous: {_status_text(response)}; "
-                        f"{self._anonymous_hint}"
-                    )
-                raise BrokkrError(
-                    f"access denied to {ref} for user {self._credentials.username!r}: "
-                    f"{_status_text(response)}; check the account's permissions on the repository"
-                )
-            return response
-
-    def _authorization(self, registry: str, scope: str) -> str | None:
-        token = self._tokens.get((registry, scope))
-        if token is not None and token.expires_at > time.monotonic():
-            return f"Bearer {token.value}"
-        if registry in self._basic_registries and self._credentials is not None:
-            return _basic_authorization(self._credentials)
-        return None
-
-    async def _answer_challenge(
-        self, response: httpx.Response, ref: ImageReference, scope: str, *, sent: bool
-    ) -> bool:
-        """React to a 401; True when the request is worth sending again."""
-        challenges = _parse_challenges(response.headers)
-        if "bearer" in challenges:
-            params = challenges["bearer"]
-            key = (ref.registry, scope)
-            if sent and key in self._tokens and self._credentials is None:
-                return False  # an anonymous token that was refused stays refused
-            self._tokens.pop(key, None)
-            realm = params.get("realm")
-            if not realm:
-                raise BrokkrError(f"{ref.registry} asked for a Bearer token but named no realm")
-            self._tokens[key] = await self._fetch_token(
-                realm, service=params.get("service"), scope=scope, ref=ref
-            )
-            return True
-        if "basic" in challenges:
-            if self._credentials is None or ref.registry in self._basic_registries:
-                return False
-            self._basic_registries.add(ref.registry)
-            return True
-        return False
-
-    async def _fetch_token(
-        self, realm: str, *, service: str | None, scope: str, ref: ImageReference
-    ) -> _Token:
-        parts = urlsplit(realm)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BrokkrError(f"{ref.registry} named an unusable token realm {realm!r}")
-        if (
-            parts.scheme == "http"
-            and self._credentials is not None
-            and not is_loopback_host(parts.hostname)
-        ):
-            raise BrokkrError(
-                f"{ref.registry} asked for credentials over plain HTTP ({realm}); refusing "
-                "to send them"
-            )
-        params = [("scope", scope)]
-        if service:
-            params.insert(0, ("service", service))
-        url = str(httpx.URL(realm).copy_merge_params(params))
-        headers = {}
-        if self._credentials is not None:
-            headers["Authorization"] = _basic_authorization(self._credentials)
-        response = await self._with_retries(
-            "GET", url, headers=headers, target=parts.netloc, subject=str(ref)
-        )
-        if response.status_code in (401, 403):
-            raise self._auth_error(ref, response, token_service=parts.netloc)
-        if response.status_code != 200:
-            raise BrokkrError(
-                f"the token service {parts.netloc} failed for {ref}: {_status_text(response)}"
-            )
-        try:
-            document = response.json()
-        except (ValueError, UnicodeDecodeError):
-            document = None
-        token = None
-        if isinstance(document, dict):
-            token = document.get("token") or document.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise BrokkrError(f"the token service {parts.netloc} sent no token for {ref}")
-        expires_in = document.get("expires_in") if isinstance(document, dict) else None
-        lifetime = expires_in if isinstance(expires_in, int) and expires_in > 0 else 60
-        # Renew a little early so a token does not expire between check and use.
-        return _Token(token, time.monotonic() + max(lifetime - 10, lifetime / 2))
-
-    def _auth_error(
-        self, ref: ImageReference, response: httpx.Response, *, token_service: str | None = None
-    ) -> BrokkrError:
-        where = f" (token service {token_service})" if token_service else ""
-        if self._credentials is None:
-            return BrokkrError(
-                f"authentication required: {ref.registry} refused anonymous access to {ref}"
-                f"{where}: {_status_text(response)}; {self._anonymous_hint}"
-            )
-        return BrokkrError(
-            f"authentication refused: {ref.registry} did not accept the credentials of user "
-            f"{self._credentials.username!r} for {ref}{where}: {_status_text(response)}"
-        )
-
-    async def _with_retries(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        target: str,
-        subject: str,
-        content: bytes | None = None,
-    ) -> httpx.Response:
-        """Send one request, retrying transient failures up to ``attempts`` times."""
-        if self._client is None:
-            raise RuntimeError("RegistryClient is used outside 'async with'")
-        failures = 0
-        while True:
-            retry_after = None
-            try:
-                response = await self._client.request(method, url, headers=headers, content=content)
-            except httpx.TransportError as error:
-                problem = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-            else:
-                if response.status_code not in RETRYABLE_STATUSES:
-                    return response
-                problem = _status_text(response)
-                retry_after = response.headers.get("retry-after")
-            failures += 1
-            if failures >= self._attempts:
-                raise BrokkrError(
-                    f"registry {target} unreachable or failing for {subject} after {failures} "
-                    f"attempt{'s' if failures > 1 else ''}: {problem}"
-                )
-            delay = retry_delay(
-                failures, backoff=self._backoff, max_delay=self._max_delay, retry_after=retry_after
-            )
-            logger.info(
-                "%s %s: %s; retrying in %.1fs (attempt %d of %d)",
-                method,
-                urlsplit(url).path,
-                problem,
-                delay,
-                failures + 1,
-                self._attempts,
-            )
-            await asyncio.sleep(delay)
+                raise self._auth.auth_error(ref, reply)
+            if reply.status == 403:
+                raise self._auth.denied_error(ref, reply)
+            return reply

@@ -191,7 +191,10 @@ def test_parse_repository_rejects_a_tag_or_digest():
     [
         ("localhost", True),
         ("LOCALHOST", True),
-        ("registry.localhost", True),
+        ("registry.localhost", False),  # a name resolved through DNS, not loopback
+        ("localhost.", False),
+        ("::ffff:127.0.0.1", False),
+        ("0:0:0:0:0:0:0:1", True),
         ("127.0.0.1", True),
         ("127.255.0.9", True),
         ("::1", True),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from ci._auth import parse_challenges
 from ci._errors import BrokkrError
 from ci._reference import ImageReference, parse_reference, parse_repository
 from ci._registry import (
@@ -21,8 +22,7 @@ from ci._registry import (
     OCI_MANIFEST,
     Credentials,
     RegistryClient,
-    _next_link,
-    _parse_challenges,
+    next_link,
     retry_delay,
 )
 from tests._registry_proxy import RegistryProxy
@@ -244,13 +244,13 @@ async def test_list_tags_refuses_a_link_to_another_server():
 
 def test_next_link_parsing():
     def link(value: str) -> str | None:
-        return _next_link(httpx.Response(200, headers={"Link": value}))
+        return next_link([value])
 
     assert link('</v2/a/tags/list?n=2&last=b>; rel="next"') == "/v2/a/tags/list?n=2&last=b"
     assert link("</v2/a/tags/list?last=b>; rel=next") == "/v2/a/tags/list?last=b"
     assert link('</first>; rel="prev", </second>; rel="next"') == "/second"
     assert link('</first>; rel="prev"') is None
-    assert _next_link(httpx.Response(200)) is None
+    assert next_link([]) is None
 
 
 # Digests ---------------------------------------------------------------------------
@@ -449,17 +449,12 @@ def test_credentials_never_show_the_password():
 
 
 def test_challenge_parsing():
-    headers = httpx.Headers(
-        [
-            (
-                "WWW-Authenticate",
-                'Bearer realm="https://ghcr.io/token",service="ghcr.io",'
-                'scope="repository:colliery-io/brokkr-broker:pull"',
-            ),
-            ("WWW-Authenticate", 'Basic realm="registry", charset="UTF-8"'),
-        ]
-    )
-    assert _parse_challenges(headers) == {
+    headers = [
+        'Bearer realm="https://ghcr.io/token",service="ghcr.io",'
+        'scope="repository:colliery-io/brokkr-broker:pull"',
+        'Basic realm="registry", charset="UTF-8"',
+    ]
+    assert parse_challenges(headers) == {
         "bearer": {
             "realm": "https://ghcr.io/token",
             "service": "ghcr.io",
@@ -467,8 +462,8 @@ def test_challenge_parsing():
         },
         "basic": {"realm": "registry", "charset": "UTF-8"},
     }
-    combined = httpx.Headers({"WWW-Authenticate": 'Newauth realm="a", type=1, Basic realm="b"'})
-    assert _parse_challenges(combined) == {
+    combined = ['Newauth realm="a", type=1, Basic realm="b"']
+    assert parse_challenges(combined) == {
         "newauth": {"realm": "a", "type": "1"},
         "basic": {"realm": "b"},
     }
