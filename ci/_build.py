@@ -4,10 +4,17 @@ Everything the user can get wrong is checked before a single container is
 composed: the platform, a stage the component does not have, a source without
 the workspace manifest, the crate or its binary, a source without the UI
 folder. Each problem is a `BrokkrError` that names what was looked for.
+
+Every image `build_image` returns (and `_image.build_multi` composes for
+`image` and `publish`) has started once before it is handed back: its start
+check (`start_check`) runs in the image, on the image's own platform (under
+the engine's emulation for a foreign one), and a failure is a `BrokkrError`
+naming the image, the platform and the check's output.
 """
 
 from __future__ import annotations
 
+import shlex
 import tomllib
 from collections.abc import Sequence
 
@@ -15,7 +22,7 @@ import anyio
 import dagger
 from dagger import dag
 
-from ci import _rust
+from ci import _rust, _ui
 from ci._components import Component, ComponentSpec, Stage, component_spec
 from ci._errors import BrokkrError
 from ci._platforms import BuildPlan, PlatformSpec, parse_platform, plan_build
@@ -23,6 +30,8 @@ from ci._ui import has_lockfile, normalize_ui_path, ui_folder, ui_image
 
 DEFAULT_UI_PATH = "examples/ui"
 WORKSPACE_MANIFEST = "Cargo.toml"
+CHECK_OUTPUT_LIMIT = 2000
+"""How many characters of a failed start check's output go into the error (the last ones)."""
 
 
 def binary_candidates(manifest_text: str, spec: ComponentSpec) -> list[str]:
@@ -224,6 +233,55 @@ async def build_stage(
     return ctr
 
 
+def start_check(spec: ComponentSpec) -> list[str]:
+    """The exec that shows `spec`'s runtime image starts.
+
+    Broker and agent: `./brokkr-<component> --help` from the working directory
+    `/usr/local/bin`, and for the agent `kubectl version --client`. UI: node
+    runs and resolves the command of the app's start script (`react-scripts`
+    for Brokkr's UI) in `node_modules/.bin` or on `PATH`.
+    """
+    return _rust.start_check(spec) if spec.rust else list(_ui.START_CHECK)
+
+
+async def check_starts(
+    spec: ComponentSpec, images: Sequence[dagger.Container], platforms: Sequence[str]
+) -> None:
+    """Build each of `images` (`platforms[i]` is the platform of `images[i]`) and run its check.
+
+    All run concurrently. Raises one `BrokkrError` listing every image that did
+    not build or whose start check failed, with the check's output.
+    """
+    check = start_check(spec)
+    failures: list[str] = []
+
+    async def one(image: dagger.Container, platform: str) -> None:
+        try:
+            await image.with_exec(check).stdout()
+        except dagger.ExecError as e:
+            if list(e.command)[-len(check) :] != check:
+                failures.append(f"{spec.name} for {platform} did not build: {_first_line(e)}")
+                return
+            output = f"{e.stdout}\n{e.stderr}".strip()[-CHECK_OUTPUT_LIMIT:] or "(no output)"
+            failures.append(
+                f"{spec.name} for {platform} does not start: its check `{shlex.join(check)}` "
+                f"exited {e.exit_code}; output:\n{output}"
+            )
+        except dagger.QueryError as e:
+            failures.append(f"{spec.name} for {platform} did not build: {_first_line(e)}")
+
+    async with anyio.create_task_group() as tg:
+        for image, platform in zip(images, platforms, strict=True):
+            tg.start_soon(one, image, platform)
+    if failures:
+        raise BrokkrError("; ".join(sorted(failures)) + "; nothing was pushed or returned")
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "unknown error"
+
+
 async def build_image(
     source: dagger.Directory,
     *,
@@ -232,8 +290,13 @@ async def build_image(
     emulate: bool = False,
     ui_path: str = DEFAULT_UI_PATH,
 ) -> dagger.Container:
-    """The runtime image of `component` for `platform` (default: the engine's)."""
-    return await build_stage(
+    """The runtime image of `component` for `platform` (default: the engine's), start-checked.
+
+    The image is built and its start check (`start_check`) run before it is
+    returned; a failure is a `BrokkrError` naming the image, the platform and
+    the check's output.
+    """
+    image = await build_stage(
         source,
         component=component,
         stage=Stage.RUNTIME,
@@ -241,3 +304,5 @@ async def build_image(
         emulate=emulate,
         ui_path=ui_path,
     )
+    await check_starts(component_spec(component), [image], [str(await image.platform())])
+    return image

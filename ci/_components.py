@@ -3,8 +3,8 @@
 `Component` and `Stage` are Dagger enums (what `--component` and `--stage`
 accept on the command line); `COMPONENTS` is the pure table the stage builders
 read: binary and crate names, exposed port, whether the runtime image carries
-kubectl and runs as the non-root `brokkr` user, and the image title and
-description.
+kubectl and runs as the non-root user 10001:10001 (`brokkr`), and the image
+title and description.
 """
 
 from __future__ import annotations
@@ -49,10 +49,13 @@ class Stage(enum.Enum):
 
 
 BROKKR_USER = "brokkr"
-"""The non-root user (and group) the agent runs as."""
+"""The name of the non-root user (and group) the broker and agent run as."""
 
 BROKKR_UID = 10001
-"""uid and gid of `BROKKR_USER`."""
+"""uid and gid of `BROKKR_USER`, as Brokkr's Helm charts run both (`runAsUser: 10001`)."""
+
+BROKKR_OWNER = f"{BROKKR_UID}:{BROKKR_UID}"
+"""The runtime images' numeric `USER` and the owner of their binaries."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class ComponentSpec:
     kubectl: bool = False
     """The runtime image carries kubectl for its own architecture."""
     non_root: bool = False
-    """The runtime image runs as `brokkr` (uid/gid 10001), which owns the binaries."""
+    """The runtime image runs as 10001:10001 (`brokkr`), which owns the binaries."""
 
     @property
     def binary(self) -> str:
@@ -100,6 +103,7 @@ COMPONENTS: Mapping[Component, ComponentSpec] = MappingProxyType(
             title="Brokkr Broker",
             description="Brokkr's central service: stores deployment objects and serves agents.",
             rust=True,
+            non_root=True,
         ),
         Component.AGENT: ComponentSpec(
             component=Component.AGENT,

@@ -15,7 +15,7 @@ import dagger
 from dagger import Doc, function, object_type
 
 from ci import _push
-from ci._build import DEFAULT_UI_PATH, compose_variants
+from ci._build import DEFAULT_UI_PATH, check_starts, compose_variants
 from ci._components import Component, Stage, component_spec
 from ci._platforms import SUPPORTED_PLATFORMS, parse_platforms
 
@@ -74,13 +74,14 @@ async def build_multi(
     ui_path: str = DEFAULT_UI_PATH,
     source_checked: bool = False,
 ) -> Image:
-    """Compose the runtime image of `component` for every platform in `platforms`.
+    """Build the runtime image of `component` for every platform in `platforms`, start-checked.
 
     Platforms and the source are checked first (once; `source_checked` says the
-    caller already ran `_build.check_source`). The only evaluation is the
-    cargo-chef planner, once per distinct build platform, run concurrently;
-    the variants themselves are built by the engine when the image is exported
-    or published, all platforms in parallel.
+    caller already ran `_build.check_source`). The cargo-chef planner runs once
+    per distinct build platform; then every variant is built and runs its start
+    check on its own platform (`_build.check_starts`), all concurrently. Any
+    failure is a `BrokkrError` naming the image and platform: nothing is
+    returned, so nothing can be exported or pushed.
     """
     targets = parse_platforms(list(platforms))
     variants = await compose_variants(
@@ -92,4 +93,6 @@ async def build_multi(
         ui_path=ui_path,
         source_checked=source_checked,
     )
-    return Image(component=component, variants=variants, platforms=[t.platform for t in targets])
+    names = [t.platform for t in targets]
+    await check_starts(component_spec(component), variants, names)
+    return Image(component=component, variants=variants, platforms=names)

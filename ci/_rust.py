@@ -4,14 +4,20 @@ One set of stage builders serves both Rust components; each returns a
 `dagger.Container` and nothing here evaluates anything except `recipe()`,
 which reads the planner's output:
 
-    chef_base(platform)          rust image + cargo-chef (installed once) + cargo caches
+    chef_base(platform)          rust image + cargo-chef, cargo-auditable (once) + cargo caches
       ├─ planner(plan, source)   `cargo chef prepare` over the source → recipe.json
       └─ toolchain(plan)         build libraries; cross gcc + target `-dev` libs when crossing
            └─ cacher(plan, recipe_text)
                                  recipe.json written *by content*, `cargo chef cook … --target T`
                 └─ builder(plan, spec, source, recipe_text)
-                                 full source, clean the crate, `cargo build … --target T`
-    runtime(plan, spec, binary)  debian:bookworm-slim for the target platform
+                                 full source, clean the crate, `cargo auditable build … --target T`
+    runtime(plan, spec, binary)  debian:bookworm-slim for the target platform, run as 10001:10001
+
+Inputs: the planner and the builder see only what cargo reads, the workspace
+`SOURCE_INCLUDE` (`Cargo.toml`, `Cargo.lock`, `crates/`, and `.cargo/` and
+`rust-toolchain[.toml]` when present) minus build output (`SOURCE_EXCLUDE`),
+so an edit to Brokkr's docs, charts or UI never re-runs `cargo chef prepare`
+or `cargo build`.
 
 Caching: the cacher receives the recipe's text (`with_new_file`), not the
 planner's `File`: Dagger keys a copied file by the call chain that produced it
@@ -41,8 +47,9 @@ from collections.abc import Iterable
 import dagger
 from dagger import dag
 
-from ci._components import BROKKR_UID, BROKKR_USER, ComponentSpec
+from ci._components import BROKKR_OWNER, BROKKR_UID, BROKKR_USER, ComponentSpec
 from ci._platforms import NATIVE_BUILD_PACKAGES, BuildMode, BuildPlan, cross_env, cross_packages
+from ci._versions import CARGO_AUDITABLE_VERSION as AUDITABLE
 from ci._versions import (
     CARGO_CHEF_VERSION,
     RUNTIME_IMAGE,
@@ -58,8 +65,22 @@ WORKDIR = "/app"
 RECIPE = "recipe.json"
 """cargo-chef's recipe file, relative to `WORKDIR`."""
 
+SOURCE_INCLUDE: tuple[str, ...] = (
+    "Cargo.toml",
+    "Cargo.lock",
+    "crates/",
+    ".cargo/",
+    "rust-toolchain",
+    "rust-toolchain.toml",
+)
+"""All the Rust stages see of the source: what cargo and rustup read (absent ones are skipped)."""
+
 SOURCE_EXCLUDE: tuple[str, ...] = ("target/", "**/target/", "**/node_modules/", ".git/")
-"""Never copied into the builders: build output, Node packages and git metadata."""
+"""Never copied into the builders, even inside `SOURCE_INCLUDE`: build output, node_modules, git."""
+
+RUNTIME_WORKDIR = "/usr/local/bin"
+"""The runtime images' working directory, where the binaries are: Brokkr's compose file runs
+`./brokkr-broker` and `./brokkr-agent` with `entrypoint: []`."""
 
 CARGO_REGISTRY = "/usr/local/cargo/registry"
 CARGO_GIT = "/usr/local/cargo/git"
@@ -82,18 +103,20 @@ def apt_install(packages: Iterable[str]) -> list[str]:
 
 
 def rust_source(source: dagger.Directory) -> dagger.Directory:
-    """The source the Rust stages see: `source` minus `SOURCE_EXCLUDE`."""
-    return source.filter(exclude=list(SOURCE_EXCLUDE))
+    """The source the Rust stages see: `SOURCE_INCLUDE` of `source`, minus `SOURCE_EXCLUDE`."""
+    return source.filter(include=list(SOURCE_INCLUDE), exclude=list(SOURCE_EXCLUDE))
 
 
 def chef_base(platform: str) -> dagger.Container:
-    """The rust image on `platform` with cargo-chef installed and cargo's caches mounted."""
+    """The rust image on `platform` with cargo-chef and cargo-auditable installed (pinned,
+    once) and cargo's caches mounted."""
     return (
         dag.container(platform=dagger.Platform(platform))
         .from_(RUST_IMAGE)
         .with_mounted_cache(CARGO_REGISTRY, dag.cache_volume(REGISTRY_CACHE))
         .with_mounted_cache(CARGO_GIT, dag.cache_volume(GIT_CACHE))
         .with_exec(["cargo", "install", "cargo-chef", "--locked", "--version", CARGO_CHEF_VERSION])
+        .with_exec(["cargo", "install", "cargo-auditable", "--locked", "--version", AUDITABLE])
         .with_workdir(WORKDIR)
     )
 
@@ -148,7 +171,8 @@ def cacher(plan: BuildPlan, recipe_text: str) -> dagger.Container:
 def builder(
     plan: BuildPlan, spec: ComponentSpec, source: dagger.Directory, recipe_text: str
 ) -> dagger.Container:
-    """The cacher plus the full source, then `cargo build --release --bin <binary> --target T`.
+    """The cacher plus the full source, then `cargo auditable build --release --bin <binary>
+    --target T`: cargo-auditable embeds the binary's crate list in its `.dep-v0` section.
 
     Nothing of cook's dummy workspace crates may survive into the release
     binary (Brokkr once shipped stale SQL migrations that way): every source
@@ -161,7 +185,9 @@ def builder(
         .with_directory(WORKDIR, rust_source(source))
         .with_exec(TOUCH_SOURCES)
         .with_exec(["cargo", "clean", "--release", "--package", spec.name, *plan.target_args])
-        .with_exec(["cargo", "build", "--release", "--bin", spec.binary, *plan.target_args])
+        .with_exec(
+            ["cargo", "auditable", "build", "--release", "--bin", spec.binary, *plan.target_args]
+        )
     )
 
 
@@ -174,8 +200,10 @@ def runtime(plan: BuildPlan, spec: ComponentSpec, binary: dagger.File) -> dagger
     """`debian:bookworm-slim` for the target platform with the runtime libraries and `binary`.
 
     The agent also gets kubectl for the image's own architecture (downloaded by
-    the engine and checked against the pinned sha256), and runs as the non-root
-    `brokkr` user (uid/gid 10001) that owns both binaries.
+    the engine and checked against the pinned sha256). The image runs as the
+    numeric user `10001:10001` (Kubernetes' `runAsNonRoot` can only verify a
+    numeric user); the `brokkr` user and group with that id exist and own the
+    binaries. The working directory is `/usr/local/bin`, where the binaries are.
     """
     ctr = (
         dag.container(platform=dagger.Platform(plan.target.platform))
@@ -199,13 +227,27 @@ def runtime(plan: BuildPlan, spec: ComponentSpec, binary: dagger.File) -> dagger
                 BROKKR_USER,
             ]
         )
-        owner = f"{BROKKR_USER}:{BROKKR_USER}"
+        owner = BROKKR_OWNER
     if spec.kubectl:
         arch = plan.target.kubectl_arch
         kubectl = dag.http(kubectl_url(arch), checksum=kubectl_checksum(arch))
-        ctr = ctr.with_file("/usr/local/bin/kubectl", kubectl, permissions=0o755, owner=owner)
-    ctr = ctr.with_file(f"/usr/local/bin/{spec.binary}", binary, permissions=0o755, owner=owner)
-    ctr = ctr.with_exposed_port(spec.port).with_entrypoint([spec.binary])
+        ctr = ctr.with_file(f"{RUNTIME_WORKDIR}/kubectl", kubectl, permissions=0o755, owner=owner)
+    ctr = ctr.with_file(f"{RUNTIME_WORKDIR}/{spec.binary}", binary, permissions=0o755, owner=owner)
+    ctr = (
+        ctr.with_workdir(RUNTIME_WORKDIR)
+        .with_exposed_port(spec.port)
+        .with_entrypoint([spec.binary])
+    )
     if spec.non_root:
-        ctr = ctr.with_user(BROKKR_USER)
+        ctr = ctr.with_user(BROKKR_OWNER)
     return ctr
+
+
+def start_check(spec: ComponentSpec) -> list[str]:
+    """The runtime image's start check: the binary answers `--help` from the working directory
+    (as Brokkr's compose file runs it), and the agent's kubectl runs.
+    """
+    script = f"./{spec.binary} --help"
+    if spec.kubectl:
+        script += " && kubectl version --client"
+    return ["sh", "-c", script]

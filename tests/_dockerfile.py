@@ -298,3 +298,68 @@ def shell_branches(script: str) -> list[list[list[str]]]:
     if current:
         groups[-1].append(current)
     return [g for g in groups if g]
+
+
+def dockerignore_rules(text: str) -> list[tuple[bool, re.Pattern[str]]]:
+    """The rules of a `.dockerignore`, in order: (re-include?, compiled pattern).
+
+    As Docker reads them: comments and blank lines dropped, `!` re-includes,
+    patterns are anchored at the context root (a leading `/` is the root),
+    `*` and `?` stay within one path element, `**` spans any number of them.
+    """
+    rules: list[tuple[bool, re.Pattern[str]]] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        pattern = line[1:].strip() if negated else line
+        pattern = pattern.strip("/")
+        rules.append((negated, re.compile(_glob_regex(pattern))))
+    return rules
+
+
+def _glob_regex(pattern: str) -> str:
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[":
+            end = pattern.index("]", i)
+            out.append(pattern[i : end + 1])
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return "^" + "".join(out) + "$"
+
+
+def dockerignore_sends(text: str, paths: list[str]) -> set[str]:
+    """Which of the context's file `paths` a `.dockerignore` of `text` lets into the build.
+
+    A rule applies to a path when it matches the path or one of its parent
+    directories; the last rule that applies decides.
+    """
+    rules = dockerignore_rules(text)
+    sent = set()
+    for path in paths:
+        parts = path.split("/")
+        candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        ignored = False
+        for negated, regex in rules:
+            if any(regex.match(c) for c in candidates):
+                ignored = not negated
+        if not ignored:
+            sent.add(path)
+    return sent

@@ -19,7 +19,7 @@ import dagger
 import pytest
 from dagger import dag
 
-from ci import _build, _image, _rust
+from ci import _build, _image, _rust, _ui
 from ci._build import binary_candidates, build_image, build_stage
 from ci._components import COMPONENTS, Component, Stage
 from ci._errors import BrokkrError
@@ -146,8 +146,15 @@ async def test_broker_native_runtime_image(recipes: StandInEngine):
     assert binary.args["path"] == "/app/target/x86_64-unknown-linux-gnu/release/brokkr-broker"
     assert runtime.last("withExposedPort").args["port"] == 3000
     assert runtime.last("withEntrypoint").args["args"] == ["brokkr-broker"]
-    assert runtime.calls("withUser") == []
-    assert runtime.calls("withFile")[-1].args["permissions"] == 0o755
+    # Brokkr's compose runs `./brokkr-broker …` with `entrypoint: []`; its charts run
+    # the broker as 10001, which Kubernetes' runAsNonRoot verifies only when numeric.
+    assert runtime.last("withWorkdir").args["path"] == "/usr/local/bin"
+    assert runtime.chain()[-1].field == "withUser"
+    assert runtime.last("withUser").args["name"] == "10001:10001"
+    assert ["groupadd", "--system", "--gid", "10001", "brokkr"] in runtime.execs()
+    write = runtime.calls("withFile")[-1]
+    assert write.args["permissions"] == 0o755
+    assert write.args["owner"] == "10001:10001"
 
 
 async def test_broker_native_builder_has_no_cross_toolchain(recipes: StandInEngine):
@@ -164,7 +171,7 @@ async def test_broker_native_builder_has_no_cross_toolchain(recipes: StandInEngi
     assert [a for a in execs if a[0] == "cargo" and a[1] != "install"] == [
         ["cargo", "chef", "cook", "--release", "--recipe-path", "recipe.json", *triple],
         ["cargo", "clean", "--release", "--package", "brokkr-broker", *triple],
-        ["cargo", "build", "--release", "--bin", "brokkr-broker", *triple],
+        ["cargo", "auditable", "build", "--release", "--bin", "brokkr-broker", *triple],
     ]
     assert not any(a[0] in ("rustup", "dpkg") for a in execs)
     assert not any(":" in p or p.startswith("gcc-") for p in installed(builder))
@@ -182,7 +189,7 @@ async def test_stages_are_one_chain_with_cargo_chef_installed_once(recipes: Stan
         exec_index(builder, ["cargo", "chef", "cook"]),
         exec_index(builder, _rust.TOUCH_SOURCES),
         exec_index(builder, ["cargo", "clean", "--release", "--package", "brokkr-agent"]),
-        exec_index(builder, ["cargo", "build", "--release", "--bin", "brokkr-agent"]),
+        exec_index(builder, ["cargo", "auditable", "build", "--release", "--bin", "brokkr-agent"]),
     ]
     assert order == sorted(order)
 
@@ -207,7 +214,7 @@ async def test_sources_are_newer_than_the_dependency_layer(recipes: StandInEngin
     build = next(
         i
         for i, n in enumerate(chain)
-        if n.field == "withExec" and n.args["args"][:2] == ["cargo", "build"]
+        if n.field == "withExec" and n.args["args"][:3] == ["cargo", "auditable", "build"]
     )
     assert source_copy < touch < build
 
@@ -285,7 +292,7 @@ async def test_arm64_broker_is_cross_compiled_on_the_native_platform(recipes: St
     execs = builder.execs()
     triple = ["--target", "aarch64-unknown-linux-gnu"]
     assert ["cargo", "chef", "cook", "--release", "--recipe-path", "recipe.json", *triple] in execs
-    assert ["cargo", "build", "--release", "--bin", "brokkr-broker", *triple] in execs
+    assert ["cargo", "auditable", "build", "--release", "--bin", "brokkr-broker", *triple] in execs
     assert ["rustup", "target", "add", "aarch64-unknown-linux-gnu"] in execs
     assert ["dpkg", "--add-architecture", "arm64"] in execs
     assert exec_index(builder, ["dpkg"]) < exec_index(builder, ["sh", "-c"])
@@ -320,7 +327,7 @@ async def test_emulation_runs_the_whole_chain_on_the_target(recipes: StandInEngi
     builder = producer(file_source(runtime, "/usr/local/bin/brokkr-broker"))
     assert builder.platform("?") == "linux/arm64"
     triple = ["--target", "aarch64-unknown-linux-gnu"]
-    assert ["cargo", "build", "--release", "--bin", "brokkr-broker", *triple] in builder.execs()
+    assert ["cargo", "auditable", "build", "--release", "--bin", "brokkr-broker", *triple] in builder.execs()
     assert not any(a[0] in ("rustup", "dpkg") for a in builder.execs())
     assert not any(k.startswith("CARGO_TARGET_") for k in builder.env())
 
@@ -349,11 +356,12 @@ async def test_agent_runtime(recipes: StandInEngine, platform: str):
     for path in ("/usr/local/bin/kubectl", "/usr/local/bin/brokkr-agent"):
         write = next(n for n in runtime.calls("withFile") if n.args["path"] == path)
         assert write.args["permissions"] == 0o755
-        assert write.args["owner"] == "brokkr:brokkr"
+        assert write.args["owner"] == "10001:10001"
     assert runtime.last("withExposedPort").args["port"] == 8080
     assert runtime.last("withEntrypoint").args["args"] == ["brokkr-agent"]
+    assert runtime.last("withWorkdir").args["path"] == "/usr/local/bin"
     assert runtime.chain()[-1].field == "withUser"
-    assert runtime.last("withUser").args["name"] == "brokkr"
+    assert runtime.last("withUser").args["name"] == "10001:10001"
 
 
 # -- ui -------------------------------------------------------------------------------
@@ -369,12 +377,15 @@ async def test_ui_image_with_lockfile(engine: StandInEngine):
         "/app/package.json",
         "/app/package-lock.json",
     ]
-    assert ui.execs() == [["npm", "ci"]]
+    # With a lockfile: npm ci, falling back to npm install only on a stale lock.
+    assert ui.execs() == [["sh", "-c", _ui.LOCKED_INSTALL]]
     assert mounts(ui) == {"/root/.npm": "brokkr-npm"}
-    install = exec_index(ui, ["npm"])
+    install = exec_index(ui, ["sh", "-c"])
     app = next(n for n in ui.calls("withDirectory") if n.args["path"] == "/app")
     assert ui.chain().index(app) > ui.chain().index(ui.calls("withExec")[install])
     assert ui.last("withExposedPort").args["port"] == 3001
+    # `npm start` of a Create React App listens on $PORT (default 3000).
+    assert ui.env() == {"PORT": "3001"}
     assert ui.last("withDefaultArgs").args["args"] == ["npm", "start"]
 
 
@@ -500,7 +511,7 @@ async def test_build_multi_with_a_checked_source_does_not_check_it_again(recipes
     # The UI reads only whether there is a lockfile (npm ci or npm install).
     ui = await _image.build_multi(source(), component=Component.UI, source_checked=True)
     assert exists_probes(recipes) == ["package-lock.json"]
-    assert (await node_of(recipes, ui.variants[0])).execs() == [["npm", "ci"]]
+    assert (await node_of(recipes, ui.variants[0])).execs() == [["sh", "-c", _ui.LOCKED_INSTALL]]
 
 
 async def test_compose_variants_of_the_planner_composes_without_running(recipes: StandInEngine):
@@ -567,31 +578,94 @@ async def test_image_publish_without_credentials_and_errors(recipes: StandInEngi
     assert len(recipes.pushes) == 1
 
 
-async def test_rust_stages_never_see_build_output_node_packages_or_git(
-    recipes: StandInEngine, tmp_path: Path
-):
+BROKKR_SHAPED_EXTRAS = {
+    # What Brokkr's tree holds beside its Cargo workspace (424 files at 1e69e30).
+    "docs/content/getting-started.md": "# Getting started\n",
+    "charts/brokkr-broker/values.yaml": "image:\n  tag: latest\n",
+    ".angreal/files/docker-compose.yaml": "services: {}\n",
+    "metis.db": "SQLite format 3\n",
+    "README.md": "# Brokkr\n",
+    # Build output, Node packages and git metadata, also inside the workspace.
+    "target/release/brokkr-broker": "junk\n",
+    "crates/brokkr-models/target/debug/stale.rlib": "junk\n",
+    "crates/brokkr-broker/node_modules/left-pad/index.js": "junk\n",
+    "examples/ui/node_modules/left-pad/index.js": "junk\n",
+    ".git/HEAD": "ref: refs/heads/main\n",
+    # What cargo and rustup read besides the manifests and crates, when present.
+    ".cargo/config.toml": "[net]\ngit-fetch-with-cli = true\n",
+    "rust-toolchain.toml": '[toolchain]\nchannel = "1.90"\n',
+}
+
+
+def brokkr_shaped(tmp_path: Path) -> Path:
+    """The fixture workspace plus everything `BROKKR_SHAPED_EXTRAS` lists."""
     workspace = tmp_path / "brokkr"
     shutil.copytree(FIXTURE_WORKSPACE, workspace, ignore=shutil.ignore_patterns("target"))
-    junk = [
-        "target/release/brokkr-broker",
-        "crates/brokkr-models/target/debug/stale.rlib",
-        "examples/ui/node_modules/left-pad/index.js",
-        ".git/HEAD",
-    ]
-    for rel in junk:
+    for rel, text in BROKKR_SHAPED_EXTRAS.items():
         (workspace / rel).parent.mkdir(parents=True, exist_ok=True)
-        (workspace / rel).write_text("junk\n")
-    everything = {p.relative_to(workspace).as_posix() for p in workspace.rglob("*") if p.is_file()}
+        (workspace / rel).write_text(text)
+    return workspace
 
+
+def cargo_inputs(workspace: Path) -> set[str]:
+    """What cargo reads, listed independently of the pipeline: the workspace manifest and
+    lock, `crates/` (build output and Node packages aside), `.cargo/`, `rust-toolchain*`."""
+    seen = set()
+    for path in workspace.rglob("*"):
+        rel = path.relative_to(workspace).as_posix()
+        parts = rel.split("/")
+        if not path.is_file() or "target" in parts or "node_modules" in parts:
+            continue
+        top = parts[0]
+        if rel in ("Cargo.toml", "Cargo.lock", "rust-toolchain", "rust-toolchain.toml") or (
+            top in ("crates", ".cargo") and len(parts) > 1
+        ):
+            seen.add(rel)
+    return seen
+
+
+async def test_rust_stages_see_only_the_cargo_workspace(recipes: StandInEngine, tmp_path: Path):
+    workspace = brokkr_shaped(tmp_path)
     ctr = await build_stage(
         source(workspace), component=Component.BROKER, stage=Stage.BUILDER, platform=None
     )
     builder = await node_of(recipes, ctr)
     (run,) = planner_runs(recipes)
     planner = run[1].parent
+    expected = cargo_inputs(workspace)
+    assert "crates/brokkr-models/migrations/0001_init.sql" in expected
+    assert {".cargo/config.toml", "rust-toolchain.toml", "Cargo.lock"} <= expected
     for stage in (planner, builder):
         (copy,) = [n for n in stage.calls("withDirectory") if n.args["path"] == "/app"]
-        filtered = copy.args["source"]
-        assert filtered.field == "filter"
-        assert filtered.args["exclude"] == list(_rust.SOURCE_EXCLUDE)
-        assert set(directory_files(filtered)) == everything - set(junk)
+        seen = set(directory_files(copy.args["source"]))
+        assert seen == expected
+        outside = {p.split("/")[0] for p in seen} - {
+            "Cargo.toml",
+            "Cargo.lock",
+            "crates",
+            ".cargo",
+            "rust-toolchain.toml",
+        }
+        assert outside == set()
+
+
+async def test_a_docs_or_ui_edit_rebuilds_nothing_of_rust(recipes: StandInEngine, tmp_path: Path):
+    # The engine keys a stage on the content of the directory copied into it.
+    workspace = brokkr_shaped(tmp_path)
+
+    async def builder_input() -> dict[str, bytes]:
+        ctr = await build_stage(
+            source(workspace), component=Component.AGENT, stage=Stage.BUILDER, platform=None
+        )
+        builder = await node_of(recipes, ctr)
+        (copy,) = [n for n in builder.calls("withDirectory") if n.args["path"] == "/app"]
+        return directory_files(copy.args["source"])
+
+    before = await builder_input()
+    (workspace / "docs/content/getting-started.md").write_text("# Edited\n")
+    (workspace / "examples/ui/server.js").write_text("// edited\n")
+    (workspace / "charts/brokkr-broker/values.yaml").write_text("edited: true\n")
+    (workspace / "metis.db").write_text("edited\n")
+    assert await builder_input() == before
+    (workspace / "crates/brokkr-agent/src/main.rs").write_text("fn main() {}\n")
+    assert await builder_input() != before

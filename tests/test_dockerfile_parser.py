@@ -5,6 +5,7 @@ import pytest
 from tests._dockerfile import (
     apt_packages,
     commands_of,
+    dockerignore_sends,
     parse,
     parse_command,
     parse_env,
@@ -145,3 +146,31 @@ def test_commands_of_picks_one_program():
         ["cargo", "clean", "-p", "a"],
         ["cargo", "build", "--release"],
     ]
+
+
+IGNORE = """\
+# everything but the workspace
+*
+!Cargo.toml
+!crates
+**/target
+"""
+
+
+def test_dockerignore_last_matching_rule_wins_and_parents_count():
+    paths = [
+        "Cargo.toml",
+        "README.md",
+        "docs/a/b.md",
+        "crates/x/src/lib.rs",
+        "crates/x/target/debug/y",
+        "target/release/z",
+        "crates.txt",
+    ]
+    assert dockerignore_sends(IGNORE, paths) == {"Cargo.toml", "crates/x/src/lib.rs"}
+
+
+def test_dockerignore_globs_stay_within_one_element_and_root_is_anchored():
+    text = "docs/*.md\n/build\n**/node_modules\n"
+    paths = ["docs/a.md", "docs/sub/b.md", "build/x", "ui/build/y", "a/b/node_modules/c"]
+    assert dockerignore_sends(text, paths) == {"docs/sub/b.md", "ui/build/y"}

@@ -2,7 +2,9 @@
 
 Each Dockerfile is read with tests/_dockerfile.py and compared with the build
 graph the pipeline records in the stand-in engine: base images, installed
-packages, cargo commands, cross-compiling environment, exposed ports, user,
+packages, cargo commands, cross-compiling environment, the files the Rust
+stages see (each `.dockerignore` evaluated over a Brokkr-shaped tree), exposed
+ports, working directory, user, environment (`PORT`), the UI install script,
 entrypoint, kubectl download and checksum. Both always pass `--target`
 (natively too, where no cross toolchain is installed), so cargo commands are
 compared on the native graph as well as the cross one.
@@ -21,14 +23,24 @@ from ci._components import COMPONENTS, Component, Stage
 from tests._dockerfile import (
     Dockerfile,
     apt_packages,
+    dockerignore_sends,
     parse,
     shell_branches,
     shell_commands,
     substitute,
 )
 from tests._dockerfile import Stage as DockerStage
-from tests._standin import FIXTURE_WORKSPACE, Node, StandInEngine
-from tests.test_build import RECIPE_PATH, file_source, installed, mounts, producer, recipe_of
+from tests._standin import FIXTURE_WORKSPACE, Node, StandInEngine, directory_files
+from tests.test_build import (
+    RECIPE_PATH,
+    brokkr_shaped,
+    file_source,
+    installed,
+    mounts,
+    planner_runs,
+    producer,
+    recipe_of,
+)
 
 DOCKERFILES = Path(__file__).resolve().parent.parent / "dockerfiles"
 CROSS = {"BUILDARCH": "amd64", "TARGETARCH": "arm64"}
@@ -169,8 +181,9 @@ async def test_runtime_matches(recipes: StandInEngine, component: Component, pla
     assert other == [a for a in runtime.execs() if a[:2] != ["sh", "-c"]]
     assert final.exposed() == [runtime.last("withExposedPort").args["port"]]
     assert final.entrypoint() == runtime.last("withEntrypoint").args["args"]
-    user = runtime.last("withUser")
-    assert final.user() == (None if user is None else user.args["name"])
+    assert final.workdir() == runtime.last("withWorkdir").args["path"] == "/usr/local/bin"
+    assert final.user() == runtime.last("withUser").args["name"] == "10001:10001"
+    assert final.env() == runtime.env() == {}
 
     copies = {c.value.split()[-1]: c for c in final.of("COPY")}
     for write in runtime.calls("withFile"):
@@ -207,10 +220,16 @@ async def test_ui_matches(engine: StandInEngine):
     assert final.args()["UI_PATH"] == "examples/ui"
     (run,) = final.of("RUN")
     assert [m.split("target=")[1] for m in run.flags["mount"]] == list(mounts(ui))
-    _condition, with_lock, without_lock = shell_branches(run.value)
-    assert with_lock == ui.execs()
-    assert without_lock == ui_unlocked.execs()
-    assert with_lock != without_lock
+    # The same install: the pipeline's lockfile script when there is a lock (npm ci,
+    # npm install on a stale lock), `npm install` when there is none.
+    assert ui.execs() == [["sh", "-c", _ui.LOCKED_INSTALL]]
+    assert ui_unlocked.execs() == [_ui.UNLOCKED_INSTALL]
+    expected = (
+        f"if [ -f package-lock.json ]; then {_ui.LOCKED_INSTALL}; "
+        f"else {' '.join(_ui.UNLOCKED_INSTALL)}; fi"
+    )
+    assert run.value.split() == expected.split()
+    assert final.env() == ui.env() == {"PORT": "3001"}
     assert final.exposed() == [ui.last("withExposedPort").args["port"]]
     assert final.cmd() == ui.last("withDefaultArgs").args["args"]
     assert final.entrypoint() is None  # node's own entrypoint, as in the pipeline
@@ -226,13 +245,36 @@ def dockerignore_patterns(excluded: tuple[str, ...]) -> set[str]:
     return {"**/" + pattern.removeprefix("**/").rstrip("/") for pattern in excluded}
 
 
-@pytest.mark.parametrize("component", list(Component))
-def test_dockerfiles_ignore_what_the_pipeline_excludes(component: Component):
+@pytest.mark.parametrize("component", RUST)
+async def test_rust_dockerfiles_send_what_the_pipeline_copies(
+    recipes: StandInEngine, component: Component, tmp_path: Path
+):
+    # Over a Brokkr-shaped tree (docs, charts, UI, metis.db, build output, .cargo,
+    # rust-toolchain.toml), the build context the .dockerignore lets through is
+    # exactly the directory the pipeline copies into the planner and the builder.
+    workspace = brokkr_shaped(tmp_path)
+    everything = [p.relative_to(workspace).as_posix() for p in workspace.rglob("*") if p.is_file()]
     text = (DOCKERFILES / f"Dockerfile.{component.value}.dockerignore").read_text()
+    ctr = await build_stage(
+        dag.host().directory(str(workspace)),
+        component=component,
+        stage=Stage.BUILDER,
+        platform=None,
+    )
+    builder = recipes.node(await ctr.id())
+    (run,) = planner_runs(recipes)
+    for stage in (run[1].parent, builder):
+        (copy,) = [n for n in stage.calls("withDirectory") if n.args["path"] == "/app"]
+        assert set(directory_files(copy.args["source"])) == dockerignore_sends(text, everything)
+    # Both Dockerfile stages that see the source copy the whole (narrowed) context.
+    df = dockerfile(component)
+    for name in ("planner", "builder"):
+        assert [c.value for c in df.stage(name).of("COPY") if c.flag("from") is None] == [". ."]
+
+
+def test_ui_dockerfile_ignores_what_the_pipeline_excludes():
+    text = (DOCKERFILES / "Dockerfile.ui.dockerignore").read_text()
     ignored = {line.strip() for line in text.splitlines() if line.strip()[:1] not in ("", "#")}
-    if COMPONENTS[component].rust:
-        assert ignored == dockerignore_patterns(_rust.SOURCE_EXCLUDE)
-    else:
-        # The UI's context is the whole repository: it may ignore more (the Rust
-        # build output), never less than the pipeline drops from the UI folder.
-        assert ignored >= dockerignore_patterns(_ui.UI_EXCLUDE)
+    # The UI's context is the whole repository: it may ignore more (the Rust
+    # build output), never less than the pipeline drops from the UI folder.
+    assert ignored >= dockerignore_patterns(_ui.UI_EXCLUDE)
