@@ -36,7 +36,7 @@ def test_every_enum_member_is_documented():
 @pytest.mark.parametrize(
     ("component", "name", "port", "kubectl", "non_root", "rust"),
     [
-        (Component.BROKER, "brokkr-broker", 3000, False, False, True),
+        (Component.BROKER, "brokkr-broker", 3000, False, True, True),
         (Component.AGENT, "brokkr-agent", 8080, True, True, True),
         (Component.UI, "brokkr-ui", 3001, False, False, False),
     ],
