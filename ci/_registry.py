@@ -337,6 +337,32 @@ class RegistryClient:
         with self.operation(ref.registry, f"reading the manifest of {ref}"):
             return await self._get_manifest(ref, missing_ok=True)
 
+    async def get_referrers(self, ref: ImageReference, digest: str) -> list[dict[str, Any]] | None:
+        """The referrers API (OCI 1.1): descriptors of the manifests whose subject is ``digest``.
+
+        None when the registry has no referrers API (it answers 404, as
+        distribution 2.8 does); callers then use the ``sha256-<hex>`` tag
+        schema (``ci._referrers``). Only the first page is read.
+        """
+        validate_digest(digest)
+        with self.operation(ref.registry, f"listing the referrers of {digest} in {ref.name}"):
+            reply = await self._request(
+                "GET",
+                f"{ref.base_url}/v2/{ref.repository}/referrers/{digest}",
+                ref=ref,
+                limit=BodyLimit.named(self._limits.manifest_bytes, "manifests and indexes"),
+                what=f"the referrers of {digest}",
+                headers={"Accept": OCI_INDEX},
+            )
+            if reply.status == 404:
+                return None
+            self._expect_ok(reply, ref, f"listing the referrers of {digest}")
+            document = _parse_json(reply.body, f"the referrers list of {digest} in {ref.name}")
+        manifests = document.get("manifests", [])
+        if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
+            raise BrokkrError(f"the referrers list of {digest} in {ref.name} is malformed")
+        return manifests
+
     async def resolve_digest(self, ref: ImageReference) -> str:
         """The digest a tag (or digest) reference points at, verified."""
         return (await self.get_manifest(ref)).digest
