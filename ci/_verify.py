@@ -77,16 +77,13 @@ class VerifyReport:
         return "\n".join([str(self.reference), *(f"  {c.line()}" for c in self.checks)])
 
     def raise_unless_ok(self) -> None:
-        """A `BrokkrError` naming every manifest that is unsigned or fails."""
+        """A `BrokkrError` with the whole report when a manifest is unsigned or fails."""
         if self.ok:
             return
-        bad = [c for c in self.checks if c.status != SIGNED]
-        good = [c for c in self.checks if c.status == SIGNED]
+        bad = [c.what for c in self.checks if c.status != SIGNED]
         msg = (
-            f"{self.reference} is not fully signed by this key: "
-            + "; ".join(f"{c.what} {c.digest} {c.status}: {c.detail}" for c in bad)
-            + (". Signed: " + ", ".join(c.what for c in good) if good else ". Nothing is signed")
-            + "."
+            f"{self.reference} is not fully signed by this key ({', '.join(bad)}: unsigned "
+            f"or failing):\n" + "\n".join(f"  {c.line()}" for c in self.checks)
         )
         raise BrokkrError(msg)
 
@@ -99,7 +96,8 @@ async def verify_address(
 ) -> str:
     """`verify`: the report when every manifest of `ref` is signed, else a `BrokkrError`."""
     async with RegistryClient(credentials=credentials) as client:
-        report = await verify_image(client, ref, public_key)
+        with client.operation(ref.registry, f"verifying the signatures of {ref}"):
+            report = await verify_image(client, ref, public_key)
     report.raise_unless_ok()
     return report.text()
 
