@@ -264,7 +264,7 @@ async def check_starts(
                 return
             output = f"{e.stdout}\n{e.stderr}".strip()[-CHECK_OUTPUT_LIMIT:] or "(no output)"
             failures.append(
-                f"{spec.name} for {platform} does not start: its check `{shlex.join(check)}` "
+                f"{spec.name} for {platform} does not start: its check `{_describe(check)}` "
                 f"exited {e.exit_code}; output:\n{output}"
             )
         except dagger.QueryError as e:
@@ -275,6 +275,11 @@ async def check_starts(
             tg.start_soon(one, image, platform)
     if failures:
         raise BrokkrError("; ".join(sorted(failures)) + "; nothing was pushed or returned")
+
+
+def _describe(check: list[str]) -> str:
+    """`check` as a shell line, a multi-line script argument shown by its first line."""
+    return shlex.join(arg.splitlines()[0] + " …" if "\n" in arg else arg for arg in check)
 
 
 def _first_line(error: Exception) -> str:

@@ -285,15 +285,42 @@ class StandInEngine:
             # function of the container node (e.g. a recipe derived from its source).
             self.container_files: dict[str, str | Callable[[Node], str]] = {}
             self._handlers: dict[tuple[str, str], Handler] = {}
-            self._failures: list[tuple[Callable[[Node], bool], str]] = []
+            self._failures: list[
+                tuple[Callable[[Node], bool], str, Callable[[Node], dict[str, Any]] | None]
+            ] = []
 
     def on(self, type_name: str, field: str, handler: Handler) -> None:
         """Answer ``type_name.field`` with ``handler(engine, parent_node, args)``."""
         self._handlers[(type_name, field)] = handler
 
-    def fail_when(self, predicate: Callable[[Node], bool], message: str) -> None:
-        """Fail evaluation of anything whose build graph has a node matching ``predicate``."""
-        self._failures.append((predicate, message))
+    def fail_when(
+        self,
+        predicate: Callable[[Node], bool],
+        message: str,
+        *,
+        exec_error: Callable[[Node], tuple[int, str, str]] | None = None,
+    ) -> None:
+        """Fail evaluation of anything whose build graph has a node matching ``predicate``.
+
+        With ``exec_error`` the failure is the engine's exec error (what the SDK
+        raises as ``dagger.ExecError``): the matching ``withExec`` node's args are
+        its command, and ``exec_error(node)`` gives ``(exit code, stdout, stderr)``.
+        """
+        extensions = None
+        if exec_error is not None:
+
+            def extensions(node: Node) -> dict[str, Any]:
+                code, stdout, stderr = exec_error(node)
+                cmd = list(node.args.get("args") or [])
+                return {
+                    "_type": "EXEC_ERROR",
+                    "cmd": cmd,
+                    "exitCode": code,
+                    "stdout": stdout,
+                    "stderr": stderr,
+                }
+
+        self._failures.append((predicate, message, extensions))
 
     def node(self, id_: str) -> Node:
         """The node a returned ID names."""
@@ -481,9 +508,10 @@ class StandInEngine:
         if self._failures:
             for target in [node, *_nodes_in(args)]:
                 for n in target.graph():
-                    for predicate, message in self._failures:
+                    for predicate, message, extensions in self._failures:
                         if predicate(n):
-                            raise graphql.GraphQLError(message)
+                            ext = extensions(n) if extensions is not None else None
+                            raise graphql.GraphQLError(message, extensions=ext)
         started = time.monotonic()
         try:
             return answer()
