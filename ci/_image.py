@@ -39,7 +39,7 @@ class Image:
             media_types=dagger.ImageMediaTypes.OCIMediaTypes,
         )
 
-    @function
+    @function(cache="never")
     async def publish(
         self,
         address: Annotated[

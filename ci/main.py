@@ -37,7 +37,27 @@ Emulate = Annotated[
 ]
 UiPath = Annotated[str, Doc("Folder of the UI app in the source")]
 
-SOURCE_IGNORE = ["**/target", "**/node_modules", ".git", ".dagger", "**/__pycache__"]
+# Never uploaded as `source`. The engine matches these as .dockerignore does: anchored
+# at the source root (`sdk` is only the top-level one), `**/` for any depth.
+SOURCE_IGNORE = [
+    # Build output and dependencies, wherever they are
+    "**/target",
+    "**/node_modules",
+    # Version control and Dagger's own state
+    ".git",
+    ".dagger",
+    # Python virtualenvs, and the SDK the Dagger runtime vendors next to a module
+    "**/.venv",
+    "venv",
+    "sdk",
+    # Tool caches
+    "**/__pycache__",
+    "**/.pytest_cache",
+    "**/.ruff_cache",
+    "**/.hypothesis",
+    "**/.mypy_cache",
+    ".cache",
+]
 
 
 @object_type
@@ -106,6 +126,9 @@ class Brokkr:
 
         A platform other than the engine's is cross-compiled on the engine's
         platform (Rust) and only the binary goes into the target-platform image.
+        The image runs its start check (`--help`, kubectl, the UI's start
+        script) on its platform before it is returned; a failure names the
+        image, the platform and the output.
         Examples: `dagger call build --component broker`,
         `dagger call build --component agent --platform linux/arm64 terminal`.
         """
@@ -127,7 +150,8 @@ class Brokkr:
         """One intermediate build stage, for debugging.
 
         `dagger call stage --component broker --stage cacher terminal` opens a
-        shell where the dependency build ran.
+        shell where the dependency build ran. The runtime stage here skips the
+        start check, so an image that fails it can still be opened.
         """
         return await _build.build_stage(
             self.source,
@@ -149,6 +173,8 @@ class Brokkr:
         ui_path: UiPath = _build.DEFAULT_UI_PATH,
     ) -> Image:
         """A multi-platform image of one component: export it or push it.
+
+        Every platform's image runs its start check first (see `build`).
 
         `dagger call image --component broker tarball export --path broker.tar`;
         `dagger call image --component ui publish --address ghcr.io/me/brokkr-ui:dev`.
@@ -187,7 +213,7 @@ class Brokkr:
             ui_path=ui_path,
         )
 
-    @function
+    @function(cache="never")
     async def inspect(
         self,
         address: Annotated[
@@ -205,12 +231,12 @@ class Brokkr:
         `dagger call inspect --address ghcr.io/colliery-io/brokkr-broker:1.2.3 summary`
         prints a table (platform, compressed size, manifest digest); chain a field
         instead for one value, e.g. `... digest` or `... platforms platform`.
-        Attestation manifests are left out.
+        Attestation manifests are left out. Never cached: every call asks the registry.
         """
         credentials = await _inspection.credentials_from(username, password)
         return await _inspection.inspect_address(address, credentials=credentials)
 
-    @function
+    @function(cache="never")
     async def list_tags(
         self,
         repository: Annotated[
@@ -222,12 +248,14 @@ class Brokkr:
     ) -> list[str]:
         """Every tag of a repository, sorted (follows the registry's pagination).
 
+        Never cached: every call asks the registry, so a tag pushed a moment ago shows.
+
         `dagger call list-tags --repository ghcr.io/colliery-io/brokkr-broker`
         """
         credentials = await _inspection.credentials_from(username, password)
         return await _inspection.repository_tags(repository, credentials=credentials)
 
-    @function
+    @function(cache="never")
     async def sizes(
         self,
         address: Annotated[
@@ -241,6 +269,7 @@ class Brokkr:
 
         `dagger call sizes --address ghcr.io/colliery-io/brokkr-broker:1.2.3` prints a
         Markdown table (image, platform, compressed size = config + layers).
+        Never cached: every call asks the registry.
         """
         credentials = await _inspection.credentials_from(username, password)
         info = await _inspection.inspect_address(address, credentials=credentials)

@@ -1,13 +1,17 @@
 """The module as the engine sees it: registration and calls through `get_result`."""
 
+import json
 import uuid
+from pathlib import Path
 
 import pytest
+from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
 from ci import _tags
+from ci.main import SOURCE_IGNORE
 from tests._registry_server import RegistryServer, push_image
-from tests._standin import ModuleCaller, ModuleDef, StandInEngine
+from tests._standin import ROOT, ModuleCaller, ModuleDef, PatternMatcher, StandInEngine
 
 
 async def _module(brokkr: ModuleCaller) -> ModuleDef:
@@ -22,7 +26,95 @@ async def test_module_registers_brokkr_as_main_object(brokkr: ModuleCaller):
     source = main.constructor.args["source"]
     assert source.type == "Directory"
     assert source.default_path == "/"
-    assert {"**/target", "**/node_modules", ".git"} <= set(source.ignore)
+    assert source.ignore == SOURCE_IGNORE
+
+
+# Since Dagger v0.19.4 a function's result is cached for up to 7 days and a hit skips
+# the code: whatever reads or writes a registry must never be cached.
+REGISTRY_FUNCTIONS = {
+    ("Brokkr", "inspect"),
+    ("Brokkr", "list_tags"),
+    ("Brokkr", "sizes"),
+    ("Brokkr", "publish"),
+    ("Brokkr", "verify"),
+    ("Image", "publish"),
+}
+# Pure functions of their inputs (the source is content-addressed): the default cache.
+PURE_FUNCTIONS = {
+    ("Brokkr", "tags"),
+    ("Brokkr", "build"),
+    ("Brokkr", "stage"),
+    ("Brokkr", "image"),
+    ("Brokkr", "sbom"),
+    ("Image", "tarball"),
+    ("ImageInfo", "summary"),
+}
+
+
+async def test_registry_functions_are_never_cached(brokkr: ModuleCaller):
+    mod = await _module(brokkr)
+    policies = {
+        (obj.name, fn.name): fn.cache_policy
+        for obj in mod.objects.values()
+        for fn in obj.functions.values()
+    }
+    # Every function is classified: a new one must say whether it talks to a registry.
+    assert set(policies) == REGISTRY_FUNCTIONS | PURE_FUNCTIONS
+    assert {name: policies[name] for name in REGISTRY_FUNCTIONS} == dict.fromkeys(
+        REGISTRY_FUNCTIONS, "Never"
+    )
+    assert {name: policies[name] for name in PURE_FUNCTIONS} == dict.fromkeys(PURE_FUNCTIONS)
+
+
+# What a working checkout holds besides the source: none of it reaches the engine.
+JUNK = [
+    ".venv/lib/python3.11/site.py",
+    "venv/bin/python",
+    "examples/ui/.venv/pyvenv.cfg",
+    "sdk/pyproject.toml",
+    ".pytest_cache/v/cache/nodeids",
+    "crates/brokkr-broker/.ruff_cache/0.17/x",
+    ".hypothesis/examples/x",
+    ".mypy_cache/3.11/x.json",
+    "crates/brokkr-agent/src/__pycache__/x.pyc",
+    ".cache/skopeo/x",
+    "target/debug/brokkr-broker",
+    "crates/brokkr-broker/target/x",
+    "examples/ui/node_modules/react/index.js",
+    ".git/HEAD",
+    ".dagger/x",
+]
+KEPT = [
+    "Cargo.toml",
+    "crates/brokkr-broker/src/main.rs",
+    "crates/brokkr-sdk/src/lib.rs",
+    "crates/brokkr-agent/src/sdk/mod.rs",
+    "crates/brokkr-agent/src/cache/mod.rs",
+    "examples/ui/venv.js",
+    "examples/ui/src/App.js",
+]
+
+
+async def test_the_source_upload_leaves_out_environments_caches_and_build_output(
+    engine: StandInEngine, tmp_path: Path
+):
+    for rel in JUNK + KEPT:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    # As the engine loads `source` (DefaultPath + Ignore): the host folder minus SOURCE_IGNORE.
+    source = dag.host().directory(str(tmp_path), exclude=SOURCE_IGNORE)
+    assert sorted(await source.glob("**/*")) == sorted(KEPT)
+
+
+def test_the_module_upload_leaves_out_environments_and_caches():
+    # The engine loads a module's files as host.directory(include=["dagger.json", "*",
+    # *dagger.json include]) (core/schema/modulesource.go): the last matching pattern wins.
+    config = json.loads((ROOT / "dagger.json").read_text())
+    loaded = PatternMatcher(["dagger.json", "*", *config["include"]])
+    for rel in ["dagger.json", "pyproject.toml", "uv.lock", "README.md", "ci/main.py"]:
+        assert loaded.matches(rel), rel
+    for rel in [*JUNK, "tests/test_main.py", ".ci/run", ".github/workflows/x.yml"]:
+        assert not loaded.matches(rel), rel
 
 
 async def test_every_function_and_argument_is_documented(brokkr: ModuleCaller):
