@@ -232,6 +232,9 @@ class Brokkr:
         prints a table (platform, compressed size, manifest digest); chain a field
         instead for one value, e.g. `... digest` or `... platforms platform`.
         Attestation manifests are left out. Never cached: every call asks the registry.
+        Bounded: at most 300 s in all, 4 MiB per manifest, 64 platforms per index;
+        a registry that breaks a limit gets an error naming it (README, "What a
+        registry cannot do to brokkr-ci").
         """
         credentials = await _inspection.credentials_from(username, password)
         return await _inspection.inspect_address(address, credentials=credentials)
@@ -249,6 +252,7 @@ class Brokkr:
         """Every tag of a repository, sorted (follows the registry's pagination).
 
         Never cached: every call asks the registry, so a tag pushed a moment ago shows.
+        Bounded: at most 100,000 tags over 1,000 pages and 300 s in all.
 
         `dagger call list-tags --repository ghcr.io/colliery-io/brokkr-broker`
         """
