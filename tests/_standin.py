@@ -1,8 +1,8 @@
 """A stand-in Dagger engine for the test suite.
 
 No Dagger engine can run where these tests run, so this module serves the real
-engine API schema (`schema-v0.21.8.graphqls`, read from ``DAGGER_SCHEMA`` or
-``../shared/dagger/``) over HTTP on 127.0.0.1 with graphql-core, and the real
+engine API schema (``tests/schema/schema-v0.21.8.types.graphqls``, or the file
+``DAGGER_SCHEMA`` names) over HTTP on 127.0.0.1 with graphql-core, and the real
 ``dagger-io`` SDK talks to it through ``DAGGER_SESSION_PORT`` /
 ``DAGGER_SESSION_TOKEN`` exactly as it talks to an engine.
 
@@ -34,16 +34,17 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import fnmatch
 import hashlib
 import http.server
 import json
 import os
+import posixpath
+import re
 import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import graphql
@@ -51,7 +52,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_WORKSPACE = ROOT / "tests" / "fixtures" / "brokkr"
-SCHEMA_NAME = "schema-v0.21.8.graphqls"
+SCHEMA_FILE = ROOT / "tests" / "schema" / "schema-v0.21.8.types.graphqls"
 ENGINE_VERSION = "v0.21.8"
 
 # Fields whose answer needs the engine to actually run something: a failure
@@ -72,10 +73,10 @@ EVALUATING = frozenset(
 
 
 def schema_path() -> Path:
-    """Where the engine schema is read from: ``DAGGER_SCHEMA`` or ``../shared``."""
+    """Where the engine schema is read from: ``DAGGER_SCHEMA``, else the vendored copy."""
     if env := os.environ.get("DAGGER_SCHEMA"):
         return Path(env)
-    return ROOT.parent / "shared" / "dagger" / SCHEMA_NAME
+    return SCHEMA_FILE
 
 
 # ---------------------------------------------------------------------------
@@ -286,7 +287,11 @@ class StandInEngine:
             self.container_files: dict[str, str | Callable[[Node], str]] = {}
             self._handlers: dict[tuple[str, str], Handler] = {}
             self._failures: list[
-                tuple[Callable[[Node], bool], str, Callable[[Node], dict[str, Any]] | None]
+                tuple[
+                    Callable[[Node], bool],
+                    str | Callable[[Node], str],
+                    Callable[[Node], dict[str, Any]] | None,
+                ]
             ] = []
 
     def on(self, type_name: str, field: str, handler: Handler) -> None:
@@ -296,7 +301,7 @@ class StandInEngine:
     def fail_when(
         self,
         predicate: Callable[[Node], bool],
-        message: str,
+        message: str | Callable[[Node], str],
         *,
         exec_error: Callable[[Node], tuple[int, str, str]] | None = None,
     ) -> None:
@@ -321,6 +326,30 @@ class StandInEngine:
                 }
 
         self._failures.append((predicate, message, extensions))
+
+    def fail_exec(self, *args: str, exit_code: int = 1, stdout: str = "", stderr: str = "") -> None:
+        """Make the ``withExec`` calls whose arguments start with ``args`` fail.
+
+        Whatever is evaluated with such an exec in its build graph (``sync``, a
+        file's ``contents``, ``publish``…) fails as a failing process fails in the
+        engine: the error names the command and exit code, and the SDK raises
+        ``dagger.ExecError`` with ``stdout``/``stderr``. Composing stays lazy, so
+        nothing fails before evaluation. Example:
+        ``engine.fail_exec("cargo", "build", exit_code=101, stderr="error[E0425]")``.
+        """
+        prefix = list(args)
+        if not prefix:
+            msg = "fail_exec needs the first arguments of the exec to fail"
+            raise ValueError(msg)
+
+        def chosen(node: Node) -> bool:
+            return node.field == "withExec" and list(node.args["args"])[: len(prefix)] == prefix
+
+        def message(node: Node) -> str:
+            command = " ".join(node.args["args"])
+            return f'process "{command}" did not complete successfully: exit code: {exit_code}'
+
+        self.fail_when(chosen, message, exec_error=lambda _node: (exit_code, stdout, stderr))
 
     def node(self, id_: str) -> Node:
         """The node a returned ID names."""
@@ -444,6 +473,8 @@ class StandInEngine:
         args = self._nodes_for_ids(info, args)
 
         handler = self._handlers.get((type_name, field)) or BUILTIN.get((type_name, field))
+        if (type_name, field) == ("Container", "publish") and parent is not None:
+            _check_publish(parent, args)
         if field in EVALUATING and parent is not None:
             answer = lambda: self._answer(handler, parent, args, info)  # noqa: E731
             return self._evaluate(field, parent, args, answer)
@@ -483,18 +514,27 @@ class StandInEngine:
             arg = definition.args.get(name)
             if arg is None or graphql.get_named_type(arg.type).name != "ID" or value is None:
                 continue
+            expected = _expected_type(arg)
             if isinstance(value, list):
-                out[name] = [self._lookup(v) for v in value]
+                out[name] = [self._lookup(v, expected) for v in value]
             else:
-                out[name] = self._lookup(value)
+                out[name] = self._lookup(value, expected)
         return out
 
-    def _lookup(self, id_: str) -> Node:
+    def _lookup(self, id_: str, expected: str | None = None) -> Node:
+        """The node an ID argument names, of the type its ``@expectedType`` asks for.
+
+        The engine decodes an ID argument into exactly the named type (dagql's
+        ``ID.DecodeInput``): a Directory ID is not a File, a Secret or a Container.
+        """
         with self._lock:
             node = self._by_id.get(id_)
         if node is None:
             msg = f"invalid ID {id_!r}: not returned by this engine"
             raise graphql.GraphQLError(msg)
+        if expected is not None and node.type_name != expected:
+            msg = f"expected {expected!r} ID, got {node.type_name} ID"
+            raise graphql.GraphQLError(msg.replace("'", '"'))
         return node
 
     def _evaluate(
@@ -511,7 +551,8 @@ class StandInEngine:
                     for predicate, message, extensions in self._failures:
                         if predicate(n):
                             ext = extensions(n) if extensions is not None else None
-                            raise graphql.GraphQLError(message, extensions=ext)
+                            text = message(n) if callable(message) else message
+                            raise graphql.GraphQLError(text, extensions=ext)
         started = time.monotonic()
         try:
             return answer()
@@ -520,6 +561,19 @@ class StandInEngine:
                 time.sleep(max(0.0, started + delay - time.monotonic()))
             with self._lock:
                 self.evaluated.append((field, node, started, time.monotonic()))
+
+
+def _expected_type(arg: graphql.GraphQLArgument) -> str | None:
+    """The object type an ID argument's ``@expectedType(name:)`` directive names."""
+    node = arg.ast_node
+    for directive in (node.directives or ()) if node is not None else ():
+        if directive.name.value == "expectedType":
+            for argument in directive.arguments:
+                if argument.name.value == "name" and isinstance(
+                    argument.value, graphql.StringValueNode
+                ):
+                    return argument.value.value
+    return None
 
 
 def _arg_default(arg: graphql.GraphQLArgument) -> Any:
@@ -589,6 +643,77 @@ def _publish(engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> 
     return f"{address}@{push.digest}"
 
 
+# The reference grammar of distribution/reference, which the engine parses
+# `publish` and `withRegistryAuth` addresses with (ParseNormalizedNamed).
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
+_REFERENCE = re.compile(
+    rf"(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}))?"
+)
+# Rootfs-making calls: a container chain with none of them is empty (scratch).
+_ROOTFS_FIELDS = frozenset(
+    {
+        "from",
+        "withRootfs",
+        "import",
+        "withDirectory",
+        "withFile",
+        "withFiles",
+        "withNewFile",
+        "withExec",
+        "withSymlink",
+    }
+)
+
+
+def parse_reference(address: str) -> tuple[str, str, str | None, str | None]:
+    """``(domain, path, tag, digest)`` of an image address, as the engine parses it.
+
+    Docker Hub short names are normalised (``alpine`` is
+    ``docker.io/library/alpine``); anything else malformed is the engine's
+    ``invalid reference format`` error.
+    """
+    first, slash, _ = address.partition("/")
+    has_domain = bool(slash) and (
+        any(c in first for c in ".:[") or first == "localhost" or first.lower() != first
+    )
+    text = address if has_domain else f"docker.io/{address}"
+    found = _REFERENCE.fullmatch(text)
+    if not found or not found["domain"] or len(f"{found['domain']}/{found['path']}") > 255:
+        msg = f"invalid reference format: {address!r}"
+        raise graphql.GraphQLError(msg)
+    domain, path = found["domain"], found["path"]
+    if domain == "docker.io" and "/" not in path:
+        path = f"library/{path}"
+    return domain, path, found["tag"], found["digest"]
+
+
+def _check_publish(node: Node, args: Mapping[str, Any]) -> None:
+    """What the engine refuses before it pushes: a bad address, an empty container."""
+    parse_reference(str(args["address"]))
+    for ctr in [node, *(args.get("platformVariants") or [])]:
+        if ctr.root_container() is not None and not any(
+            n.field in _ROOTFS_FIELDS for n in ctr.chain()
+        ):
+            msg = f"cannot publish an empty container (no rootfs): {ctr.describe()}"
+            raise graphql.GraphQLError(msg)
+
+
+def registry_credentials(engine: StandInEngine, push: Push) -> tuple[str, str] | None:
+    """The login ``withRegistryAuth`` attached to the pushed container for its registry."""
+    domain = parse_reference(push.address)[0]
+    found = None
+    for auth in push.auth():
+        if parse_reference(str(auth.args["address"]))[0] == domain:
+            found = auth  # the last one for the registry wins
+    if found is None:
+        return None
+    return str(found.args["username"]), _plaintext(engine, found.args["secret"], {})
+
+
 def _plaintext(engine: StandInEngine, node: Node | None, _args: dict[str, Any]) -> str:
     assert node is not None
     head = node.chain()[0]
@@ -624,19 +749,81 @@ def _host_files(path: str, exclude: list[str], include: list[str]) -> dict[str, 
     return files
 
 
-def _excluded(rel: str, exclude: list[str], include: list[str]) -> bool:
-    def matches(pattern: str) -> bool:
-        pattern = pattern.rstrip("/")
-        parts = PurePosixPath(rel).parts
-        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        return any(
-            fnmatch.fnmatchcase(p, pattern) or fnmatch.fnmatchcase(p, f"**/{pattern}")
-            for p in prefixes
-        ) or any(fnmatch.fnmatchcase(part, pattern) for part in parts)
+class PatternMatcher:
+    """Path patterns as the engine matches ``include``/``exclude`` (and ``Ignore``).
 
-    if include and not any(matches(p) for p in include):
+    The engine filters with moby/patternmatcher, the ``.dockerignore`` matcher
+    (through tonistiigi/fsutil): a pattern is anchored at the root of the
+    directory (``target`` or ``target/`` is only the top-level ``target``;
+    ``**/target`` is any ``target``), ``*`` and ``?`` stop at ``/``, ``**`` spans
+    any number of folders, a pattern that matches a folder matches everything in
+    it, a leading ``!`` re-includes, and the last pattern that matches decides.
+    """
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.patterns: list[tuple[bool, Callable[[str], bool]]] = []
+        for raw in patterns:
+            text = raw.strip()
+            if not text:
+                continue
+            text = posixpath.normpath(text)  # Go's filepath.Clean: drops a trailing "/"
+            negate = text.startswith("!")
+            if negate:
+                text = text[1:]
+                if not text:
+                    msg = 'illegal exclusion pattern: "!"'
+                    raise graphql.GraphQLError(msg)
+            self.patterns.append((negate, self._compile(text)))
+
+    @staticmethod
+    def _compile(pattern: str) -> Callable[[str], bool]:
+        if "*" not in pattern and "?" not in pattern and "[" not in pattern and "\\" not in pattern:
+            return lambda path: path == pattern
+        if pattern.endswith("/**") and not any(c in pattern[:-3] for c in "*?[\\"):
+            prefix = pattern[:-2]  # "dir/**": everything under dir/
+            return lambda path: path.startswith(prefix)
+        regex, i = "^", 0
+        while i < len(pattern):
+            ch = pattern[i]
+            if pattern.startswith("**", i):
+                i += 2
+                if i < len(pattern) and pattern[i] == "/":
+                    i += 1
+                regex += ".*" if i == len(pattern) else "(.*/)?"
+                continue
+            if ch == "*":
+                regex += "[^/]*"
+            elif ch == "?":
+                regex += "[^/]"
+            elif ch == "\\" and i + 1 < len(pattern):
+                i += 1
+                regex += re.escape(pattern[i])
+            elif ch in "[]":
+                regex += ch
+            else:
+                regex += re.escape(ch)
+            i += 1
+        compiled = re.compile(regex + "$")
+        return lambda path: compiled.match(path) is not None
+
+    def matches(self, path: str) -> bool:
+        """Whether ``path`` (or a folder above it) is matched, the last pattern deciding."""
+        parts = path.split("/")
+        parents = ["/".join(parts[: i + 1]) for i in range(len(parts) - 1)]
+        matched = False
+        for negate, match in self.patterns:
+            if negate != matched:
+                continue  # only a later "!" can undo a match, only a plain pattern make one
+            if match(path) or any(match(parent) for parent in parents):
+                matched = not negate
+        return matched
+
+
+def _excluded(rel: str, exclude: list[str], include: list[str]) -> bool:
+    """Whether ``include``/``exclude`` leave out the file ``rel``, as the engine filters."""
+    if include and not PatternMatcher(include).matches(rel):
         return True
-    return any(matches(p) for p in exclude)
+    return bool(exclude) and PatternMatcher(exclude).matches(rel)
 
 
 def directory_files(node: Node) -> dict[str, bytes]:
@@ -725,8 +912,8 @@ def _dir_entries(_engine: StandInEngine, node: Node | None, args: dict[str, Any]
 
 def _dir_glob(_engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> list[str]:
     assert node is not None
-    pattern = str(args["pattern"])
-    return sorted(k for k in directory_files(node) if fnmatch.fnmatchcase(k, pattern))
+    match = PatternMatcher._compile(posixpath.normpath(str(args["pattern"])))
+    return sorted(k for k in directory_files(node) if match(k))
 
 
 def _file_contents(engine: StandInEngine, node: Node | None, _args: dict[str, Any]) -> str:
@@ -762,13 +949,16 @@ BUILTIN: dict[tuple[str, str], Handler] = {
 
 
 def push_to_registry(
-    engine: StandInEngine, *, registry: str, base_url: str, auth: tuple[str, str] | None = None
+    engine: StandInEngine, *, registry: str, base_url: str
 ) -> Callable[[Push], str | None]:
     """A publish hook that really pushes, for addresses in the loopback ``registry``.
 
     It pushes a small image with the platforms of the published variants (the
     same call chains give the same image, so every tag of one publish names one
-    index) and returns the digest the registry reports.
+    index) and returns the digest the registry reports. It logs in with what
+    ``withRegistryAuth`` attached to the pushed container for that registry, as
+    the engine does, and with nothing else: a registry that requires a login
+    refuses a push without one or with a wrong secret, and the publish fails.
     """
     from tests._registry_server import BuiltImage, build_image, push_built_image
 
@@ -793,8 +983,13 @@ def push_to_registry(
             lock = locks.setdefault(repository, threading.Lock())
         # docker-registry 2.8 can answer MANIFEST_BLOB_UNKNOWN to concurrent manifest
         # PUTs in one repository; the stand-in pushes one at a time per repository.
+        auth = registry_credentials(engine, push)
         with lock:
-            return push_built_image(base_url, repository, [tag], images[seed], auth=auth)
+            try:
+                return push_built_image(base_url, repository, [tag], images[seed], auth=auth)
+            except RuntimeError as e:
+                msg = f"failed to push {push.address}: {e}"
+                raise graphql.GraphQLError(msg) from None
 
     return hook
 
@@ -972,10 +1167,10 @@ def standin_engine() -> Iterator[StandInEngine]:
     """The stand-in engine server, started once per test session."""
     path = schema_path()
     if not path.is_file():
-        pytest.skip(
-            f"the Dagger engine schema {path} is missing: put the shared/ folder beside the "
-            f"checkout or set DAGGER_SCHEMA to a copy of {SCHEMA_NAME} (the file "
-            "docs/docs-graphql/schema.graphqls of dagger/dagger at tag v0.21.8)"
+        # A missing schema is a broken checkout or a wrong DAGGER_SCHEMA: never a skip.
+        pytest.fail(
+            f"the Dagger engine schema {path} is missing: restore {SCHEMA_FILE.name} "
+            "in tests/schema/ or point DAGGER_SCHEMA at a copy of the engine's schema"
         )
     engine = StandInEngine(path)
     engine.start()

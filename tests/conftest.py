@@ -3,9 +3,16 @@
 The Dagger runtime names the module and its main object through the
 environment before it imports the module's code; the tests do the same so that
 `dagger.mod.Module` registers `Brokkr` as the main object.
+
+With `CI=true` (as CI sets it) a test whose loopback registry cannot start
+because `docker-registry` is missing fails instead of skipping; the engine
+schema is vendored (tests/schema/), so a missing one always fails.
 """
 
 import os
+from collections.abc import Generator
+
+import pytest
 
 os.environ.setdefault("DAGGER_MODULE", "brokkr")
 os.environ.setdefault("DAGGER_MAIN_OBJECT", "Brokkr")
@@ -21,3 +28,26 @@ settings.load_profile("brokkr")
 # Fixture modules (one import line each).
 from tests._registry_server import auth_registry, registry  # noqa: E402, F401
 from tests._standin import brokkr, engine, fixture_source, standin_engine  # noqa: E402, F401
+
+# Fixtures that skip when their program is missing (tests/_registry_server.py).
+REGISTRY_FIXTURES = frozenset({"registry", "auth_registry"})
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """With CI=true, a registry test skipped for want of docker-registry is a failure."""
+    report = yield
+    if (
+        os.environ.get("CI") == "true"
+        and call.when == "setup"
+        and report.skipped
+        and REGISTRY_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("skip") is None
+        and item.get_closest_marker("skipif") is None
+    ):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: a missing prerequisite fails, never skips: {reason}"
+    return report
