@@ -41,9 +41,7 @@ def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def really_push(engine: StandInEngine, server: RegistryServer) -> Callable[[Push], str | None]:
     """Let the stand-in's publish really push to ``server``."""
-    return push_to_registry(
-        engine, registry=server.registry, base_url=server.base_url, auth=server.auth
-    )
+    return push_to_registry(engine, registry=server.registry, base_url=server.base_url)
 
 
 @pytest.fixture
