@@ -327,7 +327,15 @@ async def test_emulation_runs_the_whole_chain_on_the_target(recipes: StandInEngi
     builder = producer(file_source(runtime, "/usr/local/bin/brokkr-broker"))
     assert builder.platform("?") == "linux/arm64"
     triple = ["--target", "aarch64-unknown-linux-gnu"]
-    assert ["cargo", "auditable", "build", "--release", "--bin", "brokkr-broker", *triple] in builder.execs()
+    assert [
+        "cargo",
+        "auditable",
+        "build",
+        "--release",
+        "--bin",
+        "brokkr-broker",
+        *triple,
+    ] in builder.execs()
     assert not any(a[0] in ("rustup", "dpkg") for a in builder.execs())
     assert not any(k.startswith("CARGO_TARGET_") for k in builder.env())
 
@@ -578,12 +586,17 @@ async def test_image_publish_without_credentials_and_errors(recipes: StandInEngi
     assert len(recipes.pushes) == 1
 
 
+OUTSIDE_THE_WORKSPACE = (
+    # The fixture holds, beside its Cargo workspace, what Brokkr's tree holds there
+    # (424 files at 1e69e30): docs, the UI, charts, angreal tasks, metis.db.
+    "docs/content/getting-started.md",
+    "examples/ui/package.json",
+    "charts/brokkr-broker/values.yaml",
+    ".angreal/files/docker-compose.yaml",
+    "metis.db",
+)
+
 BROKKR_SHAPED_EXTRAS = {
-    # What Brokkr's tree holds beside its Cargo workspace (424 files at 1e69e30).
-    "docs/content/getting-started.md": "# Getting started\n",
-    "charts/brokkr-broker/values.yaml": "image:\n  tag: latest\n",
-    ".angreal/files/docker-compose.yaml": "services: {}\n",
-    "metis.db": "SQLite format 3\n",
     "README.md": "# Brokkr\n",
     # Build output, Node packages and git metadata, also inside the workspace.
     "target/release/brokkr-broker": "junk\n",
@@ -599,6 +612,8 @@ BROKKR_SHAPED_EXTRAS = {
 
 def brokkr_shaped(tmp_path: Path) -> Path:
     """The fixture workspace plus everything `BROKKR_SHAPED_EXTRAS` lists."""
+    for rel in OUTSIDE_THE_WORKSPACE:
+        assert (FIXTURE_WORKSPACE / rel).is_file(), f"the fixture lacks {rel}"
     workspace = tmp_path / "brokkr"
     shutil.copytree(FIXTURE_WORKSPACE, workspace, ignore=shutil.ignore_patterns("target"))
     for rel, text in BROKKR_SHAPED_EXTRAS.items():

@@ -34,15 +34,20 @@ pytestmark = [
 ]
 
 
-def dagger_call(source: Path, *args: str) -> str:
-    """`dagger call --source=<source> <args…>` from the repository root; its stdout."""
+def dagger_run(source: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`dagger call --source=<source> <args…>` from the repository root."""
     command = ["dagger", "call", f"--source={source}", *args]
-    done = subprocess.run(
+    return subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, check=False
     )
+
+
+def dagger_call(source: Path, *args: str) -> str:
+    """`dagger call --source=<source> <args…>` from the repository root; its stdout."""
+    done = dagger_run(source, *args)
     if done.returncode != 0:
         pytest.fail(
-            f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-4000:]}", pytrace=False
+            f"{' '.join(done.args)} exited {done.returncode}:\n{done.stderr[-4000:]}", pytrace=False
         )
     return done.stdout
 
@@ -64,7 +69,7 @@ def test_broker_builds_and_runs_with_its_migration():
 
 
 def test_agent_builds_and_runs_as_brokkr_with_kubectl():
-    script = "id -u && id -g && kubectl version --client && brokkr-agent"
+    script = "id -u && id -g && pwd && kubectl version --client && ./brokkr-agent"
     out = dagger_call(
         FIXTURE,
         "build",
@@ -76,13 +81,32 @@ def test_agent_builds_and_runs_as_brokkr_with_kubectl():
         "stdout",
     )
     lines = out.splitlines()
-    assert lines[:2] == ["10001", "10001"]
+    assert lines[:3] == ["10001", "10001", "/usr/local/bin"]
     assert "v1.34.1" in out
     assert "brokkr-agent 0.1.0" in out
 
 
-def test_ui_builds_and_serves_on_3001():
-    script = "node server.js & sleep 2; wget -qO- http://127.0.0.1:3001/"
+def test_broker_runs_as_10001_from_usr_local_bin_as_brokkr_compose_runs_it():
+    # Brokkr's compose: `entrypoint: []` and `./brokkr-broker create agent …`.
+    script = "id -u && id -g && id -un && ./brokkr-broker"
+    out = dagger_call(
+        FIXTURE,
+        "build",
+        "--component=broker",
+        "with-exec",
+        "--args=sh",
+        "--args=-c",
+        f"--args={script}",
+        "stdout",
+    )
+    assert out.splitlines()[:3] == ["10001", "10001", "brokkr"]
+    assert "brokkr-broker 0.1.0" in out
+
+
+def test_ui_builds_from_its_stale_lock_and_serves_on_3001():
+    # The fixture's lock is out of step as Brokkr's is: npm ci refuses it, npm
+    # install runs, and `npm start` (server.js, $PORT) answers on the exposed port.
+    script = "npm start & sleep 3; wget -qO- http://127.0.0.1:3001/"
     out = dagger_call(
         FIXTURE,
         "build",
@@ -138,3 +162,22 @@ def test_editing_a_migration_changes_the_built_binary(tmp_path: Path):
     after = dagger_call(workspace, *run)
     assert marker not in before
     assert marker in after
+
+
+def test_an_image_whose_start_check_fails_is_refused(tmp_path: Path):
+    workspace = tmp_path / "brokkr"
+    shutil.copytree(FIXTURE, workspace, ignore=shutil.ignore_patterns("target", "node_modules"))
+    main = workspace / "crates/brokkr-agent/src/main.rs"
+    main.write_text(
+        "fn main() {\n"
+        '    if std::env::args().any(|a| a == "--help") {\n'
+        '        eprintln!("agent refuses --help: broken build");\n'
+        "        std::process::exit(3);\n"
+        "    }\n"
+        "}\n"
+    )
+    done = dagger_run(workspace, "build", "--component=agent", "id")
+    assert done.returncode != 0
+    assert "brokkr-agent for linux/" in done.stderr
+    assert "does not start" in done.stderr
+    assert "agent refuses --help: broken build" in done.stderr
