@@ -12,6 +12,7 @@ import dagger
 from dagger import Doc, field, function, object_type
 
 from ci._errors import BrokkrError
+from ci._http import markdown_cell
 from ci._reference import parse_reference, parse_repository
 from ci._registry import Credentials, ImageDescription, RegistryClient
 
@@ -96,6 +97,9 @@ def image_info(description: ImageDescription) -> ImageInfo:
 def size_table(info: ImageInfo) -> str:
     """The image size table: one Markdown row per platform, compressed MB with 1 decimal.
 
+    Cells are cleaned (no control characters, ``|`` escaped), so whatever a
+    registry calls a platform stays in its cell.
+
     ::
 
         | Image | Platform | Compressed size |
@@ -104,7 +108,9 @@ def size_table(info: ImageInfo) -> str:
     """
     lines = ["| Image | Platform | Compressed size |", "|---|---|---|"]
     lines += [
-        f"| {info.address} | {p.platform} | {format_megabytes(p.size)} |" for p in info.platforms
+        f"| {markdown_cell(info.address)} | {markdown_cell(p.platform)} | "
+        f"{format_megabytes(p.size)} |"
+        for p in info.platforms
     ]
     return "\n".join(lines) + "\n"
 
