@@ -6,13 +6,15 @@ field) and readable text, and turns a username plus a ``Secret`` into
 ``Credentials``.
 """
 
+from collections.abc import Mapping
 from typing import Annotated
 
+import anyio
 import dagger
 from dagger import Doc, field, function, object_type
 
+from ci import _referrers
 from ci._errors import BrokkrError
-from ci._http import markdown_cell
 from ci._reference import parse_reference, parse_repository
 from ci._registry import Credentials, ImageDescription, RegistryClient
 
@@ -26,6 +28,9 @@ __all__ = [
     "repository_tags",
     "size_table",
 ]
+
+SBOM_TYPE = "application/vnd.cyclonedx+json"
+"""The artifact type of the SBOMs `publish` attaches (`ci._sbom.MEDIA_TYPE`)."""
 
 BYTES_PER_MB = 1_000_000
 """Sizes are reported in decimal megabytes, as Docker and GHCR show them."""
@@ -43,6 +48,13 @@ class PlatformImage:
     platform: Annotated[str, Doc("The platform, os/arch[/variant], e.g. linux/arm64")] = field()
     digest: Annotated[str, Doc("The digest of this platform's manifest")] = field()
     size: Annotated[int, Doc("Compressed size in bytes: the config plus every layer")] = field()
+    sbom: Annotated[
+        bool,
+        Doc(
+            "Whether a CycloneDX SBOM refers to this manifest (an OCI referrer, found through "
+            "the referrers API or its sha256-<hex> fallback tag)"
+        ),
+    ] = field(default=False)
 
 
 @object_type
@@ -69,36 +81,54 @@ class ImageInfo:
             f"media type: {self.media_type}",
             "",
         ]
-        rows = [("PLATFORM", "SIZE", "DIGEST")] + [
-            (p.platform, format_megabytes(p.size), p.digest) for p in self.platforms
+        rows = [("PLATFORM", "SIZE", "SBOM", "DIGEST")] + [
+            (p.platform, format_megabytes(p.size), "yes" if p.sbom else "no", p.digest)
+            for p in self.platforms
         ]
         width_platform = max(len(row[0]) for row in rows)
         width_size = max(len(row[1]) for row in rows)
         lines += [
-            f"{platform:<{width_platform}}  {size:>{width_size}}  {digest}"
-            for platform, size, digest in rows
+            f"{platform:<{width_platform}}  {size:>{width_size}}  {sbom:<4}  {digest}"
+            for platform, size, sbom, digest in rows
         ]
         return "\n".join(lines) + "\n"
 
 
-def image_info(description: ImageDescription) -> ImageInfo:
-    """The Dagger object for what the registry client found."""
+def image_info(description: ImageDescription, sboms: Mapping[str, bool] | None = None) -> ImageInfo:
+    """The Dagger object for what the registry client found (`sboms`: by manifest digest)."""
     return ImageInfo(
         address=str(description.reference),
         digest=description.digest,
         media_type=description.media_type,
         platforms=[
-            PlatformImage(platform=p.platform, digest=p.digest, size=p.size)
+            PlatformImage(
+                platform=p.platform,
+                digest=p.digest,
+                size=p.size,
+                sbom=(sboms or {}).get(p.digest, False),
+            )
             for p in description.platforms
         ],
     )
 
 
+async def sbom_attached(client: RegistryClient, description: ImageDescription) -> dict[str, bool]:
+    """Whether each platform manifest of `description` has an SBOM referrer, by digest."""
+    found: dict[str, bool] = {}
+    repository = description.reference
+
+    async def one(digest: str) -> None:
+        referrers = await _referrers.find(client, repository, digest, artifact_type=SBOM_TYPE)
+        found[digest] = bool(referrers)
+
+    async with anyio.create_task_group() as tg:
+        for platform in description.platforms:
+            tg.start_soon(one, platform.digest)
+    return found
+
+
 def size_table(info: ImageInfo) -> str:
     """The image size table: one Markdown row per platform, compressed MB with 1 decimal.
-
-    Cells are cleaned (no control characters, ``|`` escaped), so whatever a
-    registry calls a platform stays in its cell.
 
     ::
 
@@ -108,9 +138,7 @@ def size_table(info: ImageInfo) -> str:
     """
     lines = ["| Image | Platform | Compressed size |", "|---|---|---|"]
     lines += [
-        f"| {markdown_cell(info.address)} | {markdown_cell(p.platform)} | "
-        f"{format_megabytes(p.size)} |"
-        for p in info.platforms
+        f"| {info.address} | {p.platform} | {format_megabytes(p.size)} |" for p in info.platforms
     ]
     return "\n".join(lines) + "\n"
 
@@ -143,7 +171,8 @@ async def inspect_address(address: str, *, credentials: Credentials | None = Non
     """Parse ``address`` and describe the image it names (see ``RegistryClient.inspect``)."""
     ref = parse_reference(address)
     async with RegistryClient(credentials=credentials) as client:
-        return image_info(await client.inspect(ref))
+        description = await client.inspect(ref)
+        return image_info(description, await sbom_attached(client, description))
 
 
 async def repository_tags(repository: str, *, credentials: Credentials | None = None) -> list[str]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import anyio
 import dagger
 
-from ci import _image, _push, _signing
+from ci import _image, _push, _sbom, _signing
 from ci._build import check_source
 from ci._components import Component, ComponentSpec, component_spec
 from ci._errors import BrokkrError
@@ -212,10 +212,7 @@ async def plan(request: PublishRequest, client: RegistryClient) -> list[Target]:
                 target.revisions[name] = revision
         targets[component] = target
 
-    host = parse_repository(repository_address(request.registry, request.components[0])).registry
-    # One deadline for all of the plan's reads (the client's Limits.deadline).
-    with client.operation(host, f"reading the tags of {request.registry} to plan the publish"):
-        await _gather([lambda c=c: one(c) for c in request.components])
+    await _gather([lambda c=c: one(c) for c in request.components])
     return [targets[c] for c in request.components]
 
 
@@ -398,9 +395,7 @@ async def verify(
                 _platform_name(p.platform): p.digest for p in described.platforms
             }
 
-    # One deadline for reading back all of this target's tags (the client's Limits.deadline).
-    with client.operation(target.repository.registry, f"reading back {target.repository.name}"):
-        await _gather([lambda t=t: one(t) for t in target.tags])
+    await _gather([lambda t=t: one(t) for t in target.tags])
     return sorted(problems)
 
 
@@ -533,12 +528,47 @@ async def publish(
         refuse_overwrites(request, targets)
         images = await compose(request, source)
         variants = await build(request, targets, images)
+        # SBOMs are read before the first push (a failure pushes nothing) and attached
+        # after the read-back, with the credentials; without them publish says so.
+        pending = None
+        if credentials is not None:
+            pending = await _sbom.read_for_publish(sbom_jobs(request, targets, variants))
         refs = await push_and_verify(
             request, targets, variants, client, username=username, password=password
         )
+        sbom_lines, sbom_failures = [_sbom.NOT_ATTACHED], []
+        if pending is not None:
+            digests = {
+                (t.repository.name, p): d for t in targets for p, d in t.platform_digests.items()
+            }
+            sbom_lines, sbom_failures = await _sbom.attach_for_publish(
+                client, pending, digests, created=request.created
+            )
         if signing_key is not None:
             await sign(request, targets, client, signing_key)
-        return render(request, targets, refs)
+        if sbom_failures:
+            raise BrokkrError(_sbom.failure_report(refs, sbom_lines, sbom_failures))
+        text = render(request, targets, refs)
+        if request.output is OutputFormat.TEXT:
+            text = "\n".join([text, *sbom_lines])
+        return text
+
+
+def sbom_jobs(
+    request: PublishRequest, targets: Sequence[Target], variants: dict[str, list[dagger.Container]]
+) -> list[_sbom.PublishJob]:
+    """One SBOM per platform of every target, read from the built (labelled) variant."""
+    return [
+        _sbom.PublishJob(
+            spec=target.spec,
+            repository=target.repository,
+            version=pinned_first(target.tags)[0].name,
+            platform=platform,
+            image=variants[target.spec.name][index],
+        )
+        for target in targets
+        for index, platform in enumerate(request.platforms)
+    ]
 
 
 async def _gather(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:

@@ -51,11 +51,13 @@ import anyio
 import dagger
 from dagger import dag
 
-from ci import _rust
+from ci import _referrers, _rust
 from ci._build import DEFAULT_UI_PATH, build_image, native_platform
 from ci._components import Component, ComponentSpec, component_spec
 from ci._errors import BrokkrError
 from ci._platforms import PlatformSpec, parse_platform
+from ci._reference import ImageReference
+from ci._registry import RegistryClient
 from ci._versions import KUBECTL_SHA256, KUBECTL_VERSION, RUST_AUDIT_INFO_VERSION, kubectl_url
 
 SPEC_VERSION = "1.5"
@@ -662,3 +664,122 @@ async def image_sbom(
     )
     text = await sbom_text(image, spec, Subject(spec.name, target), native)
     return sbom_file(spec, target, text)
+
+
+# -- publish: read before the push, attach after it ----------------------------------
+
+NOT_ATTACHED = (
+    "# SBOMs not attached: they are written by the module's own registry client, which "
+    "logs in only with --username and --password (the Docker login the Dagger CLI "
+    "forwards reaches only the engine's pushes); pass both to attach them"
+)
+"""What `publish` says when it has no credentials to attach SBOMs with."""
+
+
+@dataclass(frozen=True)
+class PublishJob:
+    """One platform of one component that `publish` is about to push."""
+
+    spec: ComponentSpec
+    repository: ImageReference
+    version: str
+    platform: str
+    image: dagger.Container
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An SBOM read from a built image, waiting for its platform manifest digest."""
+
+    job: PublishJob
+    target: PlatformSpec
+    contents: ImageContents
+
+
+async def read_for_publish(jobs: Sequence[PublishJob]) -> list[Pending]:
+    """Read every job's SBOM inputs from its (built) image, concurrently, before any push.
+
+    A failure is a `BrokkrError` naming every image that could not be read;
+    nothing has been pushed then.
+    """
+    native = await native_platform()
+    found: dict[int, Pending] = {}
+    failures: list[str] = []
+
+    async def one(index: int, job: PublishJob) -> None:
+        try:
+            contents = await read_contents(job.image, job.spec, native)
+        except BrokkrError as e:
+            failures.append(f"{job.spec.name} for {job.platform}: {e}")
+            return
+        found[index] = Pending(job, parse_platform(job.platform), contents)
+
+    async with anyio.create_task_group() as tg:
+        for index, job in enumerate(jobs):
+            tg.start_soon(one, index, job)
+    if failures:
+        msg = "reading the SBOMs failed, nothing was pushed: " + "; ".join(sorted(failures))
+        raise BrokkrError(msg)
+    return [found[i] for i in range(len(jobs))]
+
+
+async def attach_for_publish(
+    client: RegistryClient,
+    pending: Sequence[Pending],
+    digests: Mapping[tuple[str, str], str],
+    *,
+    created: str,
+) -> tuple[list[str], list[str]]:
+    """Attach each pending SBOM to its pushed platform manifest (`digests[(repository, platform)]`).
+
+    Returns the report lines (`# sbom <platform> <repository>@<manifest>: <artifact> (via)`)
+    and the failures, one per SBOM that was not attached. A failure does not
+    stop the others.
+    """
+    lines: dict[int, str] = {}
+    failures: list[str] = []
+
+    async def one(index: int, item: Pending) -> None:
+        job = item.job
+        name = job.repository.name
+        digest = digests.get((name, item.target.platform))
+        if digest is None:
+            failures.append(f"{name} {item.target.platform}: its platform manifest was not found")
+            return
+        subject = Subject(name, item.target, version=job.version, digest=digest)
+        try:
+            text = render(build_document(job.spec, subject, item.contents))
+            attached = await _referrers.attach(
+                client,
+                job.repository,
+                digest,
+                text.encode(),
+                artifact_type=MEDIA_TYPE,
+                annotations={"org.opencontainers.image.created": created},
+            )
+        except BrokkrError as e:
+            failures.append(f"{name}@{digest} ({item.target.platform}): {e}")
+            return
+        lines[index] = (
+            f"# sbom {item.target.platform} {name}@{digest}: {name}@{attached.digest} "
+            f"({attached.via})"
+        )
+
+    async with anyio.create_task_group() as tg:
+        for index, item in enumerate(pending):
+            tg.start_soon(one, index, item)
+    return [lines[i] for i in sorted(lines)], sorted(failures)
+
+
+def failure_report(refs: Sequence[str], attached: Sequence[str], failures: Sequence[str]) -> str:
+    """The error of a publish whose images were pushed but whose SBOMs were not all attached."""
+    parts = [
+        "the images were pushed and verified (" + ", ".join(refs) + "), but SBOMs were not "
+        "attached to: " + "; ".join(failures) + "."
+    ]
+    if attached:
+        parts.append("Attached: " + "; ".join(line.removeprefix("# sbom ") for line in attached))
+    else:
+        parts.append("No SBOM was attached.")
+    parts.append("The images stay as pushed; `inspect` shows which platforms have an SBOM.")
+    return " ".join(parts)

@@ -64,9 +64,9 @@ def test_summary_is_a_readable_table():
         f"digest:     {DIGEST_A}\n"
         f"media type: {OCI_INDEX}\n"
         "\n"
-        "PLATFORM           SIZE  DIGEST\n"
-        f"linux/amd64     28.4 MB  {DIGEST_B}\n"
-        f"linux/arm64/v8   0.9 MB  {DIGEST_C}\n"
+        "PLATFORM           SIZE  SBOM  DIGEST\n"
+        f"linux/amd64     28.4 MB  no    {DIGEST_B}\n"
+        f"linux/arm64/v8   0.9 MB  no    {DIGEST_C}\n"
     )
 
 
@@ -85,7 +85,7 @@ def test_image_info_from_a_description():
     ("cls", "fields"),
     [
         (ImageInfo, {"address", "digest", "media_type", "platforms"}),
-        (PlatformImage, {"platform", "digest", "size"}),
+        (PlatformImage, {"platform", "digest", "size", "sbom"}),
     ],
 )
 def test_the_types_are_dagger_objects_with_documented_fields(cls, fields):

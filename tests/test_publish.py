@@ -16,6 +16,7 @@ from dagger.mod._exceptions import FunctionError
 
 from ci import _publish, _push
 from tests._registry_server import RegistryServer, push_image
+from tests._sbom_inputs import answer_image_reads
 from tests._standin import (
     FIXTURE_WORKSPACE,
     ModuleCaller,
@@ -57,6 +58,11 @@ def publishing(engine: StandInEngine, registry: RegistryServer) -> StandInEngine
     return engine
 
 
+def output_lines(text: str) -> list[str]:
+    """publish's output lines without its `# …` notes (whether SBOMs were attached)."""
+    return [line for line in text.splitlines() if not line.startswith("#")]
+
+
 def pushed(engine: StandInEngine) -> list[str]:
     return sorted(p.address for p in engine.pushes)
 
@@ -78,7 +84,7 @@ def container_work(engine: StandInEngine) -> list[Node]:
 async def test_release_pushes_every_tag_of_every_component_with_both_platforms(
     brokkr: ModuleCaller, publishing: StandInEngine, namespace: str, registry: RegistryServer
 ):
-    refs = (
+    refs = output_lines(
         await brokkr.call(
             "publish",
             ref="refs/tags/v1.2.3",
@@ -86,7 +92,7 @@ async def test_release_pushes_every_tag_of_every_component_with_both_platforms(
             registry=namespace,
             created="2026-11-26T12:00:00Z",
         )
-    ).splitlines()
+    )
     expected = sorted(
         f"{namespace}/{name}:{tag}"
         for name in COMPONENTS
@@ -125,11 +131,11 @@ async def test_prerelease_gets_only_its_version(
 async def test_branch_push_gets_branch_and_sha_tags(
     brokkr: ModuleCaller, publishing: StandInEngine, namespace: str
 ):
-    refs = (
+    refs = output_lines(
         await brokkr.call(
             "publish", ref="refs/heads/main", sha=SHA, registry=namespace, component="UI"
         )
-    ).splitlines()
+    )
     assert pushed(publishing) == [
         f"{namespace}/brokkr-ui:main",
         f"{namespace}/brokkr-ui:main-sha-0123456",
@@ -185,6 +191,7 @@ async def test_credentials_travel_only_as_a_secret(
     engine: StandInEngine, auth_registry: RegistryServer, fixture_source: str
 ):
     assert auth_registry.password is not None
+    answer_image_reads(engine)  # with credentials, publish reads and attaches SBOMs
     engine.container_files["/app/recipe.json"] = RECIPE
     engine.on_publish = really_push(engine, auth_registry)
     engine.env["GITHUB_TOKEN"] = auth_registry.password
@@ -192,7 +199,7 @@ async def test_credentials_travel_only_as_a_secret(
     namespace = f"{auth_registry.registry}/t{uuid.uuid4().hex[:10]}"
     brokkr = ModuleCaller(engine, fixture_source)
 
-    refs = (
+    refs = output_lines(
         await brokkr.call(
             "publish",
             ref="refs/tags/v1.0.0",
@@ -202,7 +209,7 @@ async def test_credentials_travel_only_as_a_secret(
             username=auth_registry.username,
             password=secret_id,
         )
-    ).splitlines()
+    )
 
     assert len(refs) == 4
     for push in engine.pushes:
@@ -220,11 +227,11 @@ async def test_credentials_travel_only_as_a_secret(
 async def test_dry_run_reports_and_pushes_nothing(
     brokkr: ModuleCaller, publishing: StandInEngine, namespace: str
 ):
-    lines = (
+    lines = output_lines(
         await brokkr.call(
             "publish", ref="refs/tags/v1.2.3", sha=SHA, registry=namespace, dry_run=True
         )
-    ).splitlines()
+    )
     assert len(lines) == 12
     assert f"{namespace}/brokkr-agent:latest (linux/amd64, linux/arm64) would push, moving" in lines
     assert f"{namespace}/brokkr-ui:1.2.3 (linux/amd64, linux/arm64) would push, immutable" in lines
@@ -236,7 +243,7 @@ async def test_dry_run_shows_existing_immutable_tags(
     brokkr: ModuleCaller, publishing: StandInEngine, namespace: str, registry: RegistryServer
 ):
     push_image(registry.base_url, f"{namespace.split('/', 1)[1]}/brokkr-ui", "1.2.3", seed="old")
-    lines = (
+    lines = output_lines(
         await brokkr.call(
             "publish",
             ref="refs/tags/v1.2.3",
@@ -245,7 +252,7 @@ async def test_dry_run_shows_existing_immutable_tags(
             component="UI",
             dry_run=True,
         )
-    ).splitlines()
+    )
     assert (
         f"{namespace}/brokkr-ui:1.2.3 (linux/amd64, linux/arm64) immutable tag exists, "
         "would refuse; published from an unknown commit"
@@ -386,11 +393,11 @@ async def test_refusal_says_which_commit_the_tag_holds(
 async def test_a_registry_without_namespace_is_accepted(
     brokkr: ModuleCaller, publishing: StandInEngine, registry: RegistryServer
 ):
-    refs = (
+    refs = output_lines(
         await brokkr.call(
             "publish", pr=9, sha=SHA, registry=registry.registry, component="UI", dry_run=True
         )
-    ).splitlines()
+    )
     assert refs == [
         f"{registry.registry}/brokkr-ui:pr-9 (linux/amd64, linux/arm64) would push, moving"
     ]
@@ -413,7 +420,7 @@ async def test_force_overwrites_an_immutable_tag(
 ):
     repo = f"{namespace.split('/', 1)[1]}/brokkr-broker"
     old = push_image(registry.base_url, repo, "1.2.3", seed="already-released")
-    refs = (
+    refs = output_lines(
         await brokkr.call(
             "publish",
             ref="refs/tags/v1.2.3",
@@ -422,7 +429,7 @@ async def test_force_overwrites_an_immutable_tag(
             component="BROKER",
             force=True,
         )
-    ).splitlines()
+    )
     new = {r.split("@")[1] for r in refs}
     assert old not in new
 
@@ -481,9 +488,9 @@ async def test_transient_push_error_is_retried(
         return _standin.BUILTIN[("Container", "publish")](engine, node, args)
 
     publishing.on("Container", "publish", flaky)
-    refs = (
+    refs = output_lines(
         await brokkr.call("publish", pr=3, sha=SHA, registry=namespace, component="UI")
-    ).splitlines()
+    )
     assert refs[0].startswith(f"{namespace}/brokkr-ui:pr-3@sha256:")
     assert failures["left"] == 0
 

@@ -1,0 +1,315 @@
+"""SBOMs attached as OCI referrers, on a real registry (distribution 2.8: no referrers API).
+
+The attach tests push a tiny image with `push_image` and attach to it with the
+module's client; the publish tests run `dagger call publish` through the
+stand-in engine, whose publish really pushes to the loopback registry, so the
+SBOMs are attached to the platform manifests the registry really holds.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+from dagger import dag
+from dagger.mod._exceptions import FunctionError
+
+from ci import _publish, _push, _referrers, _sbom
+from ci._errors import BrokkrError
+from ci._reference import parse_reference, parse_repository
+from ci._registry import OCI_INDEX, OCI_MANIFEST, Credentials, RegistryClient
+from tests._registry_server import RegistryServer, push_image
+from tests._sbom_inputs import answer_image_reads
+from tests._standin import ModuleCaller, StandInEngine, push_to_registry
+
+pytestmark = pytest.mark.registry
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+SBOM = _sbom.MEDIA_TYPE
+COSIGN_SIG = "application/vnd.dev.cosign.artifact.sig.v1+json"
+
+
+@pytest.fixture(autouse=True)
+def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_push, "RETRY_DELAY", 0.0)
+    monkeypatch.setattr(_publish, "READ_BACK_DELAY", 0.0)
+
+
+def get(server: RegistryServer, path: str, accept: str = OCI_INDEX) -> httpx.Response:
+    return httpx.get(
+        f"{server.base_url}/v2/{path}", headers={"Accept": accept}, auth=server.auth, timeout=10
+    )
+
+
+def fallback_index(server: RegistryServer, repository: str, subject: str) -> dict[str, Any]:
+    response = get(server, f"{repository}/manifests/{_referrers.fallback_tag(subject)}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def platform_digests(server: RegistryServer, repository: str, reference: str) -> dict[str, str]:
+    index = get(server, f"{repository}/manifests/{reference}").json()
+    return {
+        f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"]
+        for m in index["manifests"]
+    }
+
+
+def client_for(server: RegistryServer) -> RegistryClient:
+    credentials = Credentials(*server.auth) if server.auth else None
+    return RegistryClient(credentials=credentials, backoff=0)
+
+
+def sbom_bytes(name: str = "x") -> bytes:
+    return json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.5", "name": name}).encode()
+
+
+# -- attaching ------------------------------------------------------------------------
+
+
+async def test_attach_pushes_an_artifact_manifest_and_the_fallback_tag(registry: RegistryServer):
+    repository = f"t{uuid.uuid4().hex[:10]}/brokkr-agent"
+    push_image(registry.base_url, repository, "1.0.0")
+    subject = platform_digests(registry, repository, "1.0.0")["linux/arm64"]
+    repo = parse_repository(f"{registry.registry}/{repository}")
+
+    async with client_for(registry) as client:
+        attached = await _referrers.attach(
+            client, repo, subject, sbom_bytes(), artifact_type=SBOM, annotations={"a": "b"}
+        )
+        found = await _referrers.find(client, repo, subject, artifact_type=SBOM)
+
+    assert attached.via == f"tag {_referrers.fallback_tag(subject)}"
+    index = fallback_index(registry, repository, subject)
+    assert index["mediaType"] == OCI_INDEX
+    (entry,) = index["manifests"]
+    assert entry["digest"] == attached.digest
+    assert entry["artifactType"] == SBOM
+    assert entry["annotations"] == {"a": "b"}
+    assert found == [entry]
+    manifest = get(registry, f"{repository}/manifests/{attached.digest}", OCI_MANIFEST).json()
+    assert manifest["artifactType"] == SBOM
+    assert manifest["config"] == dict(_referrers.EMPTY_DESCRIPTOR)
+    assert manifest["subject"]["digest"] == subject
+    assert manifest["subject"]["mediaType"] == OCI_MANIFEST
+    subject_body = get(registry, f"{repository}/manifests/{subject}", OCI_MANIFEST).content
+    assert manifest["subject"]["size"] == len(subject_body)
+    (layer,) = manifest["layers"]
+    assert layer["mediaType"] == SBOM
+    blob = get(registry, f"{repository}/blobs/{layer['digest']}").content
+    assert blob == sbom_bytes()
+
+
+async def test_attaching_twice_adds_nothing_and_other_referrers_are_kept(
+    registry: RegistryServer,
+):
+    repository = f"t{uuid.uuid4().hex[:10]}/brokkr-broker"
+    push_image(registry.base_url, repository, "1.0.0")
+    subject = platform_digests(registry, repository, "1.0.0")["linux/amd64"]
+    repo = parse_repository(f"{registry.registry}/{repository}")
+    # Another tool's referrer (a signature) is listed under the tag already.
+    async with client_for(registry) as client:
+        subject_manifest = await client.get_manifest(repo.with_digest(subject))
+        descriptor = {
+            "mediaType": OCI_MANIFEST,
+            "digest": subject,
+            "size": len(subject_manifest.body),
+        }
+        body = _referrers.artifact_manifest(descriptor, artifact_type=COSIGN_SIG, blob=b"sig")
+        await client.push_blob(repo, _referrers.EMPTY_CONFIG)
+        await client.push_blob(repo, b"sig")
+        await client.push_manifest(repo, _referrers.referrer_digest(body), body, OCI_MANIFEST)
+        theirs = {**_referrers.referrer_descriptor(body), "annotations": {"tool": "cosign"}}
+        existing = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [theirs]})
+        await client.push_manifest(
+            repo, _referrers.fallback_tag(subject), existing.encode(), OCI_INDEX
+        )
+        first = await _referrers.attach(client, repo, subject, sbom_bytes(), artifact_type=SBOM)
+        again = await _referrers.attach(client, repo, subject, sbom_bytes(), artifact_type=SBOM)
+        other = await _referrers.attach(
+            client, repo, subject, sbom_bytes("new"), artifact_type=SBOM
+        )
+        sboms = await _referrers.find(client, repo, subject, artifact_type=SBOM)
+
+    assert again.digest == first.digest
+    entries = fallback_index(registry, repository, subject)["manifests"]
+    assert [e["digest"] for e in entries] == [theirs["digest"], first.digest, other.digest]
+    assert entries[0] == theirs
+    assert [e["digest"] for e in sboms] == [first.digest, other.digest]
+
+
+async def test_a_tag_that_is_not_a_referrers_index_is_not_overwritten(registry: RegistryServer):
+    repository = f"t{uuid.uuid4().hex[:10]}/brokkr-ui"
+    push_image(registry.base_url, repository, "1.0.0")
+    subject = platform_digests(registry, repository, "1.0.0")["linux/amd64"]
+    # Someone pushed an image (not an index) under the fallback tag.
+    push_image(
+        registry.base_url,
+        repository,
+        _referrers.fallback_tag(subject),
+        platforms=["linux/amd64"],
+        index=False,
+        seed="other",
+    )
+    repo = parse_repository(f"{registry.registry}/{repository}")
+    async with client_for(registry) as client:
+        with pytest.raises(BrokkrError, match="not a referrers index; not overwriting"):
+            await _referrers.attach(client, repo, subject, sbom_bytes(), artifact_type=SBOM)
+
+
+# -- publish and inspect --------------------------------------------------------------
+
+
+@pytest.fixture
+def publishing(engine: StandInEngine, auth_registry: RegistryServer) -> StandInEngine:
+    answer_image_reads(engine)
+    engine.on_publish = push_to_registry(
+        engine, registry=auth_registry.registry, base_url=auth_registry.base_url
+    )
+    assert auth_registry.password is not None
+    engine.env["GITHUB_TOKEN"] = auth_registry.password
+    return engine
+
+
+async def publish_with_credentials(
+    brokkr: ModuleCaller, server: RegistryServer, namespace: str, **args: Any
+) -> list[str]:
+    secret = await dag.secret("env://GITHUB_TOKEN").id()
+    text = await brokkr.call(
+        "publish",
+        sha=SHA,
+        registry=namespace,
+        username=server.username,
+        password=secret,
+        created="2026-11-26T12:00:00Z",
+        **args,
+    )
+    return text.splitlines()
+
+
+async def test_a_release_has_an_sbom_referrer_per_platform_manifest(
+    brokkr: ModuleCaller, publishing: StandInEngine, auth_registry: RegistryServer
+):
+    namespace = f"{auth_registry.registry}/t{uuid.uuid4().hex[:10]}"
+    lines = await publish_with_credentials(
+        brokkr, auth_registry, namespace, ref="refs/tags/v1.2.3", component="AGENT"
+    )
+    repository = namespace.split("/", 1)[1] + "/brokkr-agent"
+    digests = platform_digests(auth_registry, repository, "1.2.3")
+    assert set(digests) == {"linux/amd64", "linux/arm64"}
+    assert [line for line in lines if not line.startswith("#")] == [
+        f"{namespace}/brokkr-agent:{tag}@{lines[0].rsplit('@', 1)[1]}"
+        for tag in ("1.2.3", "1.2", "1", "latest")
+    ]
+    reported = [line for line in lines if line.startswith("# sbom ")]
+    assert len(reported) == 2
+    for platform, subject in digests.items():
+        # Found through the fallback tag of that platform manifest ...
+        (entry,) = fallback_index(auth_registry, repository, subject)["manifests"]
+        assert entry["artifactType"] == SBOM
+        assert entry["annotations"] == {"org.opencontainers.image.created": "2026-11-26T12:00:00Z"}
+        assert any(
+            line.startswith(f"# sbom {platform} {namespace}/brokkr-agent@{subject}: ")
+            and entry["digest"] in line
+            for line in reported
+        )
+        # ... whose subject is the pushed manifest, and whose SBOM describes it.
+        artifact = get(auth_registry, f"{repository}/manifests/{entry['digest']}", OCI_MANIFEST)
+        manifest = artifact.json()
+        assert manifest["subject"]["digest"] == subject
+        sbom = get(auth_registry, f"{repository}/blobs/{manifest['layers'][0]['digest']}").text
+        assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(sbom) is None
+        image = json.loads(sbom)["metadata"]["component"]
+        assert image["name"] == f"{namespace}/brokkr-agent"
+        assert image["version"] == "1.2.3"
+        assert image["purl"].startswith(f"pkg:oci/brokkr-agent@{subject.replace(':', ':')}?")
+        arch = platform.split("/")[1]
+        assert f"arch={arch}" in image["purl"]
+        assert any(c["name"] == "kubectl" for c in json.loads(sbom)["components"])
+
+    # inspect shows it per platform.
+    address = f"{namespace}/brokkr-agent:1.2.3"
+    info = await brokkr.call(
+        "inspect",
+        address=address,
+        username=auth_registry.username,
+        password=await dag.secret("env://GITHUB_TOKEN").id(),
+    )
+    platforms = {p["platform"]: p for p in info["platforms"]}
+    for platform, subject in digests.items():
+        assert platforms[platform]["digest"] == subject
+        assert platforms[platform]["sbom"] is True
+    summary = await brokkr.call("summary", parent="ImageInfo", state=info)
+    assert "SBOM" in summary
+    for platform in digests:
+        row = next(line for line in summary.splitlines() if line.startswith(platform))
+        assert "yes" in row
+
+
+async def test_without_credentials_publish_says_sboms_were_not_attached(
+    brokkr: ModuleCaller, engine: StandInEngine, registry: RegistryServer
+):
+    answer_image_reads(engine)
+    engine.on_publish = push_to_registry(
+        engine, registry=registry.registry, base_url=registry.base_url
+    )
+    namespace = f"{registry.registry}/t{uuid.uuid4().hex[:10]}"
+    text = await brokkr.call("publish", pr=7, sha=SHA, registry=namespace, component="BROKER")
+    lines = text.splitlines()
+    assert lines[-1] == _sbom.NOT_ATTACHED
+    assert "--username and --password" in lines[-1]
+    repository = namespace.split("/", 1)[1] + "/brokkr-broker"
+    tags = get(registry, f"{repository}/tags/list").json()["tags"]
+    assert tags == ["pr-7"]  # no sha256-<hex> referrers tag
+    info = await brokkr.call("inspect", address=f"{namespace}/brokkr-broker:pr-7")
+    assert [p["sbom"] for p in info["platforms"]] == [False, False]
+
+
+async def test_a_failed_attach_reports_what_was_and_was_not_attached(
+    brokkr: ModuleCaller,
+    publishing: StandInEngine,
+    auth_registry: RegistryServer,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    real_attach = _referrers.attach
+    refused: list[str] = []
+
+    async def attach(client: RegistryClient, repository: Any, subject: str, *a: Any, **k: Any):
+        manifest = await client.get_manifest(repository.with_digest(subject))
+        config = await client.get_blob(repository, manifest.document["config"]["digest"])
+        if json.loads(config)["architecture"] == "arm64":
+            refused.append(subject)
+            raise BrokkrError("the registry refused the artifact (simulated)")
+        return await real_attach(client, repository, subject, *a, **k)
+
+    monkeypatch.setattr(_referrers, "attach", attach)
+    namespace = f"{auth_registry.registry}/t{uuid.uuid4().hex[:10]}"
+    with pytest.raises(FunctionError) as info:
+        await publish_with_credentials(
+            brokkr, auth_registry, namespace, ref="refs/heads/main", component="BROKER"
+        )
+    message = str(info.value)
+    (arm64,) = refused
+    assert "the images were pushed and verified" in message
+    assert f"{namespace}/brokkr-broker:main@sha256:" in message
+    assert f"SBOMs were not attached to: {namespace}/brokkr-broker@{arm64} (linux/arm64)" in message
+    assert "Attached: linux/amd64 " in message
+    # The amd64 SBOM is there, found through its fallback tag.
+    repository = namespace.split("/", 1)[1] + "/brokkr-broker"
+    amd64 = platform_digests(auth_registry, repository, "main")["linux/amd64"]
+    assert fallback_index(auth_registry, repository, amd64)["manifests"][0]["artifactType"] == SBOM
+    assert (
+        get(auth_registry, f"{repository}/manifests/{_referrers.fallback_tag(arm64)}").status_code
+        == 404
+    )
+
+
+def test_fallback_tag_is_the_digest_with_a_dash():
+    digest = "sha256:" + "ab" * 32
+    assert _referrers.fallback_tag(digest) == "sha256-" + "ab" * 32
+    assert parse_reference(f"r.io/x:{_referrers.fallback_tag(digest)}").tag is not None
