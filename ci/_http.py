@@ -580,15 +580,18 @@ class HttpSession:
             async with self._client.stream(method, url, headers=headers, content=content) as resp:
                 if resp.status_code in REDIRECT_STATUSES and "location" in resp.headers:
                     return self._redirect(resp, method, content, target)
-                body = await _read_body(
-                    resp,
-                    limit
-                    if resp.is_success
-                    else BodyLimit.named(self.limits.small_body_bytes, "errors"),
-                    strict=resp.is_success,
-                    registry=target,
-                    what=what,
-                )
+                # A HEAD answer has no body; its Content-Length is the GET's.
+                body = b""
+                if method != "HEAD":
+                    body = await _read_body(
+                        resp,
+                        limit
+                        if resp.is_success
+                        else BodyLimit.named(self.limits.small_body_bytes, "errors"),
+                        strict=resp.is_success,
+                        registry=target,
+                        what=what,
+                    )
                 return Reply(
                     resp.status_code, clean(resp.reason_phrase, 60), resp.headers, body, url
                 )
