@@ -14,7 +14,10 @@ The order is the contract (SPEC "Publish"):
    every requested platform;
 6. with a signing key, every platform manifest and then the index is signed
    in cosign's format (`_signing`), each signature stored under its
-   `sha256-<hex>.sig` tag next to the image.
+   `sha256-<hex>.sig` tag next to the image;
+7. with credentials, each platform's SBOM (`_sbom`, read from the built image
+   between steps 3 and 4) is attached to its pushed manifest as an OCI
+   referrer (`_referrers`); without them the output says it was not.
 
 Two runs for the same repository at once could both find a tag absent and
 both push it; CI serialises runs per ref (`concurrency` in the workflow).
