@@ -15,6 +15,7 @@ from dagger import Doc, field, function, object_type
 
 from ci import _referrers
 from ci._errors import BrokkrError
+from ci._http import markdown_cell
 from ci._reference import parse_reference, parse_repository
 from ci._registry import Credentials, ImageDescription, RegistryClient
 
@@ -130,6 +131,9 @@ async def sbom_attached(client: RegistryClient, description: ImageDescription) -
 def size_table(info: ImageInfo) -> str:
     """The image size table: one Markdown row per platform, compressed MB with 1 decimal.
 
+    Cells are cleaned (no control characters, ``|`` escaped), so whatever a
+    registry calls a platform stays in its cell.
+
     ::
 
         | Image | Platform | Compressed size |
@@ -138,7 +142,9 @@ def size_table(info: ImageInfo) -> str:
     """
     lines = ["| Image | Platform | Compressed size |", "|---|---|---|"]
     lines += [
-        f"| {info.address} | {p.platform} | {format_megabytes(p.size)} |" for p in info.platforms
+        f"| {markdown_cell(info.address)} | {markdown_cell(p.platform)} | "
+        f"{format_megabytes(p.size)} |"
+        for p in info.platforms
     ]
     return "\n".join(lines) + "\n"
 
@@ -171,8 +177,10 @@ async def inspect_address(address: str, *, credentials: Credentials | None = Non
     """Parse ``address`` and describe the image it names (see ``RegistryClient.inspect``)."""
     ref = parse_reference(address)
     async with RegistryClient(credentials=credentials) as client:
-        description = await client.inspect(ref)
-        return image_info(description, await sbom_attached(client, description))
+        # One deadline for the whole inspection, the SBOM lookups included.
+        with client.operation(ref.registry, f"inspecting {ref}"):
+            description = await client.inspect(ref)
+            return image_info(description, await sbom_attached(client, description))
 
 
 async def repository_tags(repository: str, *, credentials: Credentials | None = None) -> list[str]:

@@ -215,7 +215,10 @@ async def plan(request: PublishRequest, client: RegistryClient) -> list[Target]:
                 target.revisions[name] = revision
         targets[component] = target
 
-    await _gather([lambda c=c: one(c) for c in request.components])
+    host = parse_repository(repository_address(request.registry, request.components[0])).registry
+    # One deadline for all of the plan's reads (the client's Limits.deadline).
+    with client.operation(host, f"reading the tags of {request.registry} to plan the publish"):
+        await _gather([lambda c=c: one(c) for c in request.components])
     return [targets[c] for c in request.components]
 
 
@@ -398,7 +401,9 @@ async def verify(
                 _platform_name(p.platform): p.digest for p in described.platforms
             }
 
-    await _gather([lambda t=t: one(t) for t in target.tags])
+    # One deadline for reading back all of this target's tags (the client's Limits.deadline).
+    with client.operation(target.repository.registry, f"reading back {target.repository.name}"):
+        await _gather([lambda t=t: one(t) for t in target.tags])
     return sorted(problems)
 
 
