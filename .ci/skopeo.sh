@@ -38,13 +38,44 @@ case "$(dpkg --print-architecture)" in
 esac
 
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-if [ ! -s "$keyring" ]; then # e.g. Ubuntu runners: Debian's archive keys, as a package
+if [ ! -s "$keyring" ]; then # a non-Debian machine given BROKKR_DEBIAN_MIRROR: Debian's archive keys
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debian-archive-keyring >/dev/null
 fi
 
 apt_dir=$dest/apt
 mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/debs"
-echo "deb [signed-by=$keyring] http://deb.debian.org/debian trixie main" >"$apt_dir/sources.list"
+# The Debian archive this machine already installs from (its own apt sources,
+# the stanza of its release, not -security or -updates), or BROKKR_DEBIAN_MIRROR.
+mirror=${BROKKR_DEBIAN_MIRROR:-$(python3 - <<'PY'
+import glob, os, re
+codename = ""
+for line in open("/etc/os-release"):
+    if line.startswith("VERSION_CODENAME="):
+        codename = line.split("=", 1)[1].strip().strip('"')
+found = []
+for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+    for stanza in re.split(r"\n\s*\n", open(path).read()):
+        fields = {}
+        for line in stanza.splitlines():
+            if ":" in line and not line.lstrip().startswith("#"):
+                key, value = line.split(":", 1)
+                fields[key.strip().lower()] = value.split()
+        if "deb" in fields.get("types", []) and codename in fields.get("suites", []):
+            found += fields.get("uris", [])
+for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*.list"))]:
+    if os.path.exists(path):
+        for line in open(path):
+            words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+            if len(words) >= 3 and words[0] == "deb" and words[2] == codename:
+                found.append(words[1])
+print(found[0] if found else "")
+PY
+)}
+if [ -z "$mirror" ]; then
+  echo "skopeo.sh: no Debian archive in this machine's apt sources; set BROKKR_DEBIAN_MIRROR" >&2
+  exit 1
+fi
+echo "deb [signed-by=$keyring] $mirror trixie main" >"$apt_dir/sources.list"
 : >"$apt_dir/status"
 apt_opts=(
   -o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
