@@ -62,6 +62,7 @@ __all__ = [
     "RETRYABLE_STATUSES",
     "USER_AGENT",
     "BodyLimit",
+    "ConnectTo",
     "HttpSession",
     "Limits",
     "Reply",
@@ -431,6 +432,66 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _endpoint_key(url: httpx.URL) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` with the scheme's default port filled in."""
+    return (url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme, 0))
+
+
+class ConnectTo(httpx.AsyncBaseTransport):
+    """Sends requests for some origins to another host and port; nothing else changes.
+
+    ``routes`` maps an origin URL (``http://localhost:5000``) to the
+    ``(host, port)`` to connect to instead (a Dagger service's endpoint, for
+    ``--registry-service``). Only the TCP connection moves: the request keeps
+    its URL's ``Host`` header, so the registry still sees (and names in
+    ``Location`` headers) the address the user gave, and the client still sees
+    that URL, so redirects, auth scopes and messages name it too. Requests for
+    any other origin (another port, another scheme, a token service) go through
+    ``inner`` untouched. This is what the engine does for ``Container.publish``
+    with a ``registryService``: it replaces only the dial target of the
+    address's host (engine/sources/netconfhttp/transport.go,
+    NewDialTransportWithHostAliases).
+    """
+
+    def __init__(
+        self,
+        routes: Mapping[str, tuple[str, int]],
+        inner: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._routes: dict[tuple[str, str, int], tuple[str, int]] = {}
+        for origin, (host, port) in routes.items():
+            url = httpx.URL(origin)
+            if url.scheme not in _DEFAULT_PORTS or not url.host or url.raw_path not in (b"", b"/"):
+                raise ValueError(f"not an http(s) origin: {origin!r}")
+            if not host or not 0 < port < 65536:
+                raise ValueError(f"not a host and port to connect to: {(host, port)!r}")
+            self._routes[_endpoint_key(url)] = (host, port)
+        self._owns_inner = inner is None
+        self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        target = self._routes.get(_endpoint_key(request.url))
+        if target is None:
+            return await self._inner.handle_async_request(request)
+        host, port = target
+        # The headers (Host among them) were made from the original URL and stay.
+        moved = httpx.Request(
+            request.method,
+            request.url.copy_with(host=host, port=port),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=request.extensions,
+        )
+        return await self._inner.handle_async_request(moved)
+
+    async def aclose(self) -> None:
+        if self._owns_inner:
+            await self._inner.aclose()
+
+
 class HttpSession:
     """An ``httpx.AsyncClient`` that only ever returns a bounded ``Reply`` or raises BrokkrError.
 
@@ -449,6 +510,7 @@ class HttpSession:
         timeout: float,
         limits: Limits,
         transport: httpx.AsyncBaseTransport | None = None,
+        connect_to: Mapping[str, tuple[str, int]] | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
@@ -460,11 +522,19 @@ class HttpSession:
         self._max_delay = max_delay
         self._timeout = timeout
         self._transport = transport
+        self._connect_to = dict(connect_to or {})
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> Self:
+        # A moved origin gets its own mount: it wins over any proxy taken from the
+        # environment (the service is on the engine's network, not behind a proxy).
+        mounts: dict[str, httpx.AsyncBaseTransport | None] = {
+            origin: ConnectTo({origin: target}, self._transport)
+            for origin, target in self._connect_to.items()
+        }
         self._client = httpx.AsyncClient(
             transport=self._transport,
+            mounts=mounts or None,
             timeout=self._timeout,
             follow_redirects=False,  # followed by hand, with the rules above
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"},

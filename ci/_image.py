@@ -14,7 +14,7 @@ from typing import Annotated
 import dagger
 from dagger import Doc, function, object_type
 
-from ci import _push
+from ci import _push, _service
 from ci._build import DEFAULT_UI_PATH, check_starts, compose_variants
 from ci._components import Component, Stage, component_spec
 from ci._platforms import SUPPORTED_PLATFORMS, parse_platforms
@@ -53,16 +53,27 @@ class Image:
                 "it the Docker login forwarded by the Dagger CLI is used."
             ),
         ] = None,
+        registry_service: Annotated[
+            dagger.Service | None,
+            Doc(
+                "Reach the (loopback) registry of the address through this service, e.g. "
+                "tcp://localhost:5000 for a registry on the Dagger CLI's machine."
+            ),
+        ] = None,
     ) -> str:
         """Push all variants as one multi-platform manifest; return the `…@sha256:` reference.
 
         Transient registry errors are retried a bounded number of times; a
         refused login is not. `dagger call image --component ui publish
-        --address ghcr.io/me/brokkr-ui:dev`
+        --address ghcr.io/me/brokkr-ui:dev`; to a registry on the CLI's machine:
+        `--address localhost:5000/brokkr-ui:dev --registry-service tcp://localhost:5000`.
         """
         address = _push.check_address(address)
+        _service.check(address, registry_service)
         primary = _push.with_auth(self.variants[0], address, username=username, password=password)
-        return await _push.push(primary, self.variants[1:], address)
+        return await _push.push(
+            primary, self.variants[1:], address, registry_service=registry_service
+        )
 
 
 async def build_multi(

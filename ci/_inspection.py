@@ -173,18 +173,31 @@ async def credentials_from(username: str, password: dagger.Secret | None) -> Cre
     return Credentials(username, plaintext)
 
 
-async def inspect_address(address: str, *, credentials: Credentials | None = None) -> ImageInfo:
-    """Parse ``address`` and describe the image it names (see ``RegistryClient.inspect``)."""
+async def inspect_address(
+    address: str,
+    *,
+    credentials: Credentials | None = None,
+    connect_to: Mapping[str, tuple[str, int]] | None = None,
+) -> ImageInfo:
+    """Parse ``address`` and describe the image it names (see ``RegistryClient.inspect``).
+
+    ``connect_to``: see ``RegistryClient`` (``--registry-service``).
+    """
     ref = parse_reference(address)
-    async with RegistryClient(credentials=credentials) as client:
+    async with RegistryClient(credentials=credentials, connect_to=connect_to) as client:
         # One deadline for the whole inspection, the SBOM lookups included.
         with client.operation(ref.registry, f"inspecting {ref}"):
             description = await client.inspect(ref)
             return image_info(description, await sbom_attached(client, description))
 
 
-async def repository_tags(repository: str, *, credentials: Credentials | None = None) -> list[str]:
+async def repository_tags(
+    repository: str,
+    *,
+    credentials: Credentials | None = None,
+    connect_to: Mapping[str, tuple[str, int]] | None = None,
+) -> list[str]:
     """Parse ``repository`` (no tag or digest) and list every tag it has, sorted."""
     ref = parse_repository(repository)
-    async with RegistryClient(credentials=credentials) as client:
+    async with RegistryClient(credentials=credentials, connect_to=connect_to) as client:
         return sorted(await client.list_tags(ref))

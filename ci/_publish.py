@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -340,6 +340,7 @@ async def push_and_verify(
     *,
     username: str,
     password: dagger.Secret | None,
+    registry_service: dagger.Service | None = None,
 ) -> list[str]:
     """Push each target under all its tags and read every tag back.
 
@@ -361,7 +362,9 @@ async def push_and_verify(
 
         async def tag(t: Tag) -> None:
             address = target.address(t.name)
-            refs[address] = await _push.push(primary, others, address)
+            refs[address] = await _push.push(
+                primary, others, address, registry_service=registry_service
+            )
             target.pushed.append(t.name)
 
         await tag(first)
@@ -518,11 +521,19 @@ async def publish(
     password: dagger.Secret | None,
     credentials: Credentials | None,
     signing_key: _signing.SigningKey | None = None,
+    registry_service: dagger.Service | None = None,
+    connect_to: Mapping[str, tuple[str, int]] | None = None,
 ) -> str:
-    """Run a publish: plan, refuse overwrites, build, push, verify, sign (or report, dry run)."""
+    """Run a publish: plan, refuse overwrites, build, push, verify, sign (or report, dry run).
+
+    `registry_service` goes to every push; `connect_to` (its endpoint, from
+    `_service.connect_to`) to the registry client (`--registry-service`).
+    """
     check_signing_login(request, credentials, signing_key)
     await check_sources(request, source)
-    async with RegistryClient(credentials=credentials, anonymous_hint=READ_LOGIN_HINT) as client:
+    async with RegistryClient(
+        credentials=credentials, anonymous_hint=READ_LOGIN_HINT, connect_to=connect_to
+    ) as client:
         targets = await plan(request, client)
         if request.dry_run:
             lines = dry_run_report(request, targets)
@@ -542,7 +553,13 @@ async def publish(
         if credentials is not None:
             pending = await _sbom.read_for_publish(sbom_jobs(request, targets, variants))
         refs = await push_and_verify(
-            request, targets, variants, client, username=username, password=password
+            request,
+            targets,
+            variants,
+            client,
+            username=username,
+            password=password,
+            registry_service=registry_service,
         )
         sbom_lines, sbom_failures = [_sbom.NOT_ATTACHED], []
         if pending is not None:

@@ -54,16 +54,24 @@ def with_auth(
 
 
 async def push(
-    container: dagger.Container, variants: Sequence[dagger.Container], address: str
+    container: dagger.Container,
+    variants: Sequence[dagger.Container],
+    address: str,
+    *,
+    registry_service: dagger.Service | None = None,
 ) -> str:
     """Push `container` with its platform `variants` to `address`; return `address@sha256:…`.
 
-    Transient failures are retried `PUSH_ATTEMPTS` times with backoff; a refused
-    login is not retried. Errors are `BrokkrError`s naming the address.
+    With `registry_service` the engine reaches `address`'s registry through that
+    service (`--registry-service`, see `_service`). Transient failures are
+    retried `PUSH_ATTEMPTS` times with backoff; a refused login is not retried.
+    Errors are `BrokkrError`s naming the address.
     """
     for attempt in range(1, PUSH_ATTEMPTS + 1):
         try:
-            return await container.publish(address, platform_variants=list(variants))
+            return await container.publish(
+                address, platform_variants=list(variants), registry_service=registry_service
+            )
         except dagger.QueryError as e:
             reason = first_line(str(e))
             if _REFUSED.search(reason):

@@ -48,7 +48,7 @@ from ci._http import (
     retry_delay,
     status_text,
 )
-from ci._reference import ImageReference, validate_digest
+from ci._reference import ImageReference, is_loopback_host, validate_digest
 from ci._tags import OCI_TAG
 
 __all__ = [
@@ -245,6 +245,13 @@ class RegistryClient:
       (tests inject failures with one); httpx's default otherwise.
     - ``anonymous_hint``: what an anonymous caller should do when the registry
       wants a login (ends the "authentication required" error).
+    - ``connect_to``: registries (``localhost:5000``, as in addresses) whose
+      connections go to another ``(host, port)`` (a Dagger service's endpoint,
+      ``--registry-service``). Only the connection moves (``_http.ConnectTo``):
+      URLs, the ``Host`` header, auth scopes, redirects and messages keep the
+      registry's own address. Only loopback registries may be moved (a
+      ``ValueError`` otherwise): they are the ones spoken to in plain HTTP, as
+      the engine does, and no other host's requests are ever redirected.
 
     Every public method is one operation under the ``limits.deadline`` (unless
     an enclosing ``operation`` block set a sooner one) and raises only
@@ -262,8 +269,15 @@ class RegistryClient:
         limits: Limits | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         anonymous_hint: str = "give a username and a password or token",
+        connect_to: Mapping[str, tuple[str, int]] | None = None,
     ) -> None:
         self._limits = limits or Limits()
+        origins: dict[str, tuple[str, int]] = {}
+        for registry, target in (connect_to or {}).items():
+            ref = ImageReference(registry, "connect-to")
+            if not is_loopback_host(ref.host):
+                raise ValueError(f"only a loopback registry can be connected elsewhere: {registry}")
+            origins[ref.base_url] = target
         self._session = HttpSession(
             attempts=attempts,
             backoff=backoff,
@@ -271,6 +285,7 @@ class RegistryClient:
             timeout=timeout,
             limits=self._limits,
             transport=transport,
+            connect_to=origins,
         )
         self._auth = Authenticator(self._session, credentials, anonymous_hint)
 

@@ -93,9 +93,13 @@ async def verify_address(
     public_key: ec.EllipticCurvePublicKey,
     *,
     credentials: Credentials | None = None,
+    connect_to: Mapping[str, tuple[str, int]] | None = None,
 ) -> str:
-    """`verify`: the report when every manifest of `ref` is signed, else a `BrokkrError`."""
-    async with RegistryClient(credentials=credentials) as client:
+    """`verify`: the report when every manifest of `ref` is signed, else a `BrokkrError`.
+
+    `connect_to`: see `RegistryClient` (`--registry-service`).
+    """
+    async with RegistryClient(credentials=credentials, connect_to=connect_to) as client:
         with client.operation(ref.registry, f"verifying the signatures of {ref}"):
             report = await verify_image(client, ref, public_key)
     report.raise_unless_ok()

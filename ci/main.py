@@ -15,7 +15,7 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, Ignore, function, object_type
 
-from ci import _build, _image, _inspection, _publish, _sbom, _signing, _tags, _verify
+from ci import _build, _image, _inspection, _publish, _sbom, _service, _signing, _tags, _verify
 from ci._components import Component, Stage
 from ci._image import Image
 from ci._labels import DEFAULT_SOURCE_URL
@@ -36,6 +36,14 @@ Emulate = Annotated[
     ),
 ]
 UiPath = Annotated[str, Doc("Folder of the UI app in the source")]
+RegistryService = Annotated[
+    dagger.Service | None,
+    Doc(
+        "Reach the (loopback) registry of the address through this service, e.g. "
+        "tcp://localhost:5000 for a registry on the Dagger CLI's machine, which the "
+        "engine's localhost is not"
+    ),
+]
 
 # Never uploaded as `source`. The engine matches these as .dockerignore does: anchored
 # at the source root (`sdk` is only the top-level one), `**/` for any depth.
@@ -225,6 +233,7 @@ class Brokkr:
         ],
         username: Username = "",
         password: Password = None,
+        registry_service: RegistryService = None,
     ) -> _inspection.ImageInfo:
         """An image's digest, media type and platforms, read from its registry without Docker.
 
@@ -236,8 +245,12 @@ class Brokkr:
         a registry that breaks a limit gets an error naming it (README, "What a
         registry cannot do to brokkr-ci").
         """
+        _service.check(address, registry_service)
         credentials = await _inspection.credentials_from(username, password)
-        return await _inspection.inspect_address(address, credentials=credentials)
+        connect_to = await _service.connect_to(address, registry_service)
+        return await _inspection.inspect_address(
+            address, credentials=credentials, connect_to=connect_to
+        )
 
     @function(cache="never")
     async def list_tags(
@@ -248,6 +261,7 @@ class Brokkr:
         ],
         username: Username = "",
         password: Password = None,
+        registry_service: RegistryService = None,
     ) -> list[str]:
         """Every tag of a repository, sorted (follows the registry's pagination).
 
@@ -256,8 +270,12 @@ class Brokkr:
 
         `dagger call list-tags --repository ghcr.io/colliery-io/brokkr-broker`
         """
+        _service.check(repository, registry_service)
         credentials = await _inspection.credentials_from(username, password)
-        return await _inspection.repository_tags(repository, credentials=credentials)
+        connect_to = await _service.connect_to(repository, registry_service)
+        return await _inspection.repository_tags(
+            repository, credentials=credentials, connect_to=connect_to
+        )
 
     @function(cache="never")
     async def sizes(
@@ -268,6 +286,7 @@ class Brokkr:
         ],
         username: Username = "",
         password: Password = None,
+        registry_service: RegistryService = None,
     ) -> str:
         """The image size table: one row per platform, compressed size in MB (10^6 bytes).
 
@@ -275,8 +294,12 @@ class Brokkr:
         Markdown table (image, platform, compressed size = config + layers).
         Never cached: every call asks the registry.
         """
+        _service.check(address, registry_service)
         credentials = await _inspection.credentials_from(username, password)
-        info = await _inspection.inspect_address(address, credentials=credentials)
+        connect_to = await _service.connect_to(address, registry_service)
+        info = await _inspection.inspect_address(
+            address, credentials=credentials, connect_to=connect_to
+        )
         return _inspection.size_table(info)
 
     @function(cache="never")
@@ -334,6 +357,7 @@ class Brokkr:
             _publish.OutputFormat,
             Doc("text: one address@sha256:… line per tag; json: an array for scripts"),
         ] = _publish.OutputFormat.TEXT,
+        registry_service: RegistryService = None,
     ) -> str:
         """Build every platform of each component, push it under every tag, verify it.
 
@@ -356,6 +380,13 @@ class Brokkr:
         --key` would (signatures under sha256-<hex>.sig tags; `verify` and
         `cosign verify --key` check them). The key is checked before anything
         is built.
+
+        A registry on the Dagger CLI's machine (a throw-away `registry:2` at
+        localhost:5000) is out of the engine's reach as `localhost`; hand it in
+        as a service and both the pushes and the module's registry reads use it:
+        --registry localhost:5000/brokkr --registry-service tcp://localhost:5000
+        (loopback registries only; the same option exists on inspect,
+        list-tags, sizes, verify and image … publish).
         """
         request = _publish.PublishRequest.create(
             ref=ref,
@@ -370,6 +401,8 @@ class Brokkr:
             force=force,
             output=format_,
         )
+        repository = _publish.repository_address(request.registry, request.components[0])
+        _service.check(repository, registry_service)
         key = await _signing.key_from_secrets(signing_key, signing_password)
         credentials = await _inspection.credentials_from(username, password)
         return await _publish.publish(
@@ -379,6 +412,8 @@ class Brokkr:
             password=password,
             credentials=credentials,
             signing_key=key,
+            registry_service=registry_service,
+            connect_to=await _service.connect_to(repository, registry_service),
         )
 
     @function(cache="never")
@@ -394,6 +429,7 @@ class Brokkr:
         ],
         username: Username = "",
         password: Password = None,
+        registry_service: RegistryService = None,
     ) -> str:
         """Check an image's cosign-format signatures: the index and every platform manifest.
 
@@ -405,6 +441,10 @@ class Brokkr:
         `dagger call verify --address ghcr.io/me/brokkr-broker:1.2.3 --public-key cosign.pub`
         """
         ref = parse_reference(address)
+        _service.check(address, registry_service)
         key = _signing.load_public_key(await public_key.contents())
         credentials = await _inspection.credentials_from(username, password)
-        return await _verify.verify_address(ref, key, credentials=credentials)
+        connect_to = await _service.connect_to(address, registry_service)
+        return await _verify.verify_address(
+            ref, key, credentials=credentials, connect_to=connect_to
+        )

@@ -17,6 +17,8 @@ What it does with a query:
 * answers the few leaves that carry meaning: ``id``/``sync`` (a stable ID per
   call chain), ``defaultPlatform``, ``Container.platform``, ``Container.publish``
   (records a :class:`Push` and returns ``address@sha256:…``), ``Secret.plaintext``,
+  ``Service.start`` and ``Service.endpoint`` of host services (see
+  :func:`service_endpoint`),
   and the ``Directory``/``File`` reads (``exists``, ``entries``, ``glob``,
   ``contents``…) of directories loaded from the host, which it evaluates against
   the real files. Other leaves return the zero value of their type unless a test
@@ -229,6 +231,8 @@ class Push:
     container: Node
     variants: list[Node]
     digest: str
+    registry_service: Node | None = None
+    """The ``registryService`` argument: the Service node the push went through."""
 
     def platforms(self, default: str) -> list[str]:
         """Platforms of the pushed image (the container and its variants)."""
@@ -632,7 +636,7 @@ def _publish(engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> 
     variants = list(args.get("platformVariants") or [])
     content = _canon([node, *variants])
     digest = "sha256:" + hashlib.sha256(content.encode()).hexdigest()
-    push = Push(str(args["address"]), node, variants, digest)
+    push = Push(str(args["address"]), node, variants, digest, args.get("registryService"))
     if engine.on_publish is not None:
         real = engine.on_publish(push)
         if real:
@@ -712,6 +716,68 @@ def registry_credentials(engine: StandInEngine, push: Push) -> tuple[str, str] |
     if found is None:
         return None
     return str(found.args["username"]), _plaintext(engine, found.args["secret"], {})
+
+
+def _port_forwards(service: Node) -> tuple[str, dict[int, int]]:
+    """``(host, {frontend: backend})`` of a host service, as the engine builds it.
+
+    ``host.service(ports:, host:)`` forwards each frontend port (default: the
+    backend's) to ``host:backend``; ``address("tcp://h:p").service`` is the
+    host service ``h`` with ``p`` forwarded to ``p`` (core/schema/address.go),
+    which is what the CLI makes of ``--registry-service tcp://h:p``.
+    """
+    parent = service.parent
+    if service.field == "service" and parent is not None and parent.type_name == "Host":
+        forwards = {
+            int(f.get("frontend") or f["backend"]): int(f["backend"])
+            for f in service.args.get("ports") or []
+        }
+        if not forwards:
+            msg = "a host service needs at least one port to forward"
+            raise graphql.GraphQLError(msg)
+        return str(service.args.get("host") or "localhost"), forwards
+    if service.field == "service" and parent is not None and parent.type_name == "Address":
+        value = str(parent.args["value"])
+        scheme, _, rest = value.partition("://")
+        host, _, port = rest.rpartition(":")
+        if scheme != "tcp" or not host or not port.isdigit():
+            msg = f"unsupported service address: {value!r}. Must be a valid tcp:// URL"
+            raise graphql.GraphQLError(msg)
+        return host, {int(port): int(port)}
+    msg = f"the stand-in engine has no endpoint for {service.describe()} (host services only)"
+    raise graphql.GraphQLError(msg)
+
+
+def _service_start(engine: StandInEngine, node: Node | None, _args: dict[str, Any]) -> str:
+    """Starting a host service checks it and returns its ID (starting twice is the same)."""
+    assert node is not None
+    _port_forwards(node)
+    return engine.register(node)
+
+
+def service_endpoint(node: Node, port: int | None = None) -> str:
+    """Where a module that dials the host service ``node`` on ``port`` ends up.
+
+    The engine answers ``<service hostname>:<port>`` and its tunnel carries the
+    connection to ``host:backend`` on the CLI's machine. The stand-in runs the
+    module on that machine, so it answers ``host:backend`` directly: dialing it
+    reaches what the tunnel would. A port the service does not forward is an
+    error (the engine's answer would lead nowhere).
+    """
+    host, forwards = _port_forwards(node)
+    if port is None:
+        port = next(iter(forwards), None)
+    if port not in forwards:
+        msg = f"{node.describe()} forwards no port {port} (it forwards {sorted(forwards)})"
+        raise graphql.GraphQLError(msg)
+    return f"{host}:{forwards[port]}"
+
+
+def _service_endpoint(_engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> str:
+    assert node is not None
+    endpoint = service_endpoint(node, args.get("port"))
+    scheme = args.get("scheme") or ""
+    return f"{scheme}://{endpoint}" if scheme else endpoint
 
 
 def _plaintext(engine: StandInEngine, node: Node | None, _args: dict[str, Any]) -> str:
@@ -940,6 +1006,8 @@ BUILTIN: dict[tuple[str, str], Handler] = {
     ("Container", "platform"): _container_platform,
     ("Container", "publish"): _publish,
     ("Secret", "plaintext"): _plaintext,
+    ("Service", "start"): _service_start,
+    ("Service", "endpoint"): _service_endpoint,
     ("Directory", "exists"): _dir_exists,
     ("Directory", "entries"): _dir_entries,
     ("Directory", "glob"): _dir_glob,
@@ -949,9 +1017,15 @@ BUILTIN: dict[tuple[str, str], Handler] = {
 
 
 def push_to_registry(
-    engine: StandInEngine, *, registry: str, base_url: str
+    engine: StandInEngine, *, registry: str, base_url: str | None
 ) -> Callable[[Push], str | None]:
     """A publish hook that really pushes, for addresses in the loopback ``registry``.
+
+    A push with a ``registryService`` goes where that host service forwards the
+    address's port (:func:`service_endpoint`), as the engine dials the service
+    for the address's host; other pushes go to ``base_url``, and with
+    ``base_url=None`` (nothing listens at the address itself) they fail as the
+    engine's dial would.
 
     It pushes a small image with the platforms of the published variants (the
     same call chains give the same image, so every tag of one publish names one
@@ -984,9 +1058,18 @@ def push_to_registry(
         # docker-registry 2.8 can answer MANIFEST_BLOB_UNKNOWN to concurrent manifest
         # PUTs in one repository; the stand-in pushes one at a time per repository.
         auth = registry_credentials(engine, push)
+        target = base_url
+        if push.registry_service is not None:
+            _, colon, port = host.rpartition(":")
+            has_port = colon and not host.endswith("]")  # [::1] alone has no port
+            endpoint = service_endpoint(push.registry_service, int(port) if has_port else 80)
+            target = f"http://{endpoint}"
+        if target is None:
+            msg = f"failed to push {push.address}: dial tcp {host}: connect: connection refused"
+            raise graphql.GraphQLError(msg)
         with lock:
             try:
-                return push_built_image(base_url, repository, [tag], images[seed], auth=auth)
+                return push_built_image(target, repository, [tag], images[seed], auth=auth)
             except RuntimeError as e:
                 msg = f"failed to push {push.address}: {e}"
                 raise graphql.GraphQLError(msg) from None
