@@ -6,7 +6,8 @@ An artifact (here, an image's SBOM) is pushed as an OCI image manifest whose
 the artifact, and whose `subject` is the descriptor of the manifest it
 describes. Registries with the referrers API (`GET /v2/<name>/referrers/<digest>`)
 index the subject themselves. Registries without it (distribution 2.8, the test
-registry; a 404 on that endpoint) get the OCI *referrers tag schema* fallback:
+registry: a 404 on that endpoint, or a 400 or 405 from registries and proxies
+that do not know it) get the OCI *referrers tag schema* fallback:
 an image index under the tag `sha256-<hex of the subject digest>` that lists the
 referrers' descriptors. Attaching reads that index, adds the new descriptor
 unless a descriptor with the same digest is there already, keeps every other
@@ -28,7 +29,7 @@ from typing import Any
 
 from ci._errors import BrokkrError
 from ci._reference import ImageReference, validate_digest
-from ci._registry import OCI_INDEX, OCI_MANIFEST, RegistryClient
+from ci._registry import MAX_REFERRERS, OCI_INDEX, OCI_MANIFEST, RegistryClient
 
 EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_CONFIG = b"{}"
@@ -41,9 +42,6 @@ EMPTY_DESCRIPTOR: Mapping[str, Any] = {
 
 FALLBACK_WRITES = 3
 """How many times the fallback index is merged and written when a concurrent writer races us."""
-
-MAX_REFERRERS = 10_000
-"""A fallback index or referrers list with more entries than this is refused."""
 
 
 @dataclass(frozen=True)

@@ -58,8 +58,10 @@ __all__ = [
     "MAX_BLOB_BYTES",
     "MAX_INDEX_PLATFORMS",
     "MAX_MANIFEST_BYTES",
+    "MAX_REFERRERS",
     "MAX_TAGS",
     "MAX_TAG_PAGES",
+    "NO_REFERRERS_API",
     "OCI_INDEX",
     "OCI_MANIFEST",
     "Credentials",
@@ -79,6 +81,11 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 INDEX_MEDIA_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 IMAGE_MEDIA_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 ACCEPT_MANIFESTS = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST])
+
+MAX_REFERRERS = 10_000
+"""Most descriptors one referrers list (all its pages) or fallback index may hold."""
+NO_REFERRERS_API = frozenset({400, 404, 405})
+"""Answers to ``GET /v2/<name>/referrers/<digest>`` that mean the registry lacks the API."""
 
 INDEX_FETCH_CONCURRENCY = 4
 """Platform manifests of one index read at once (each up to the manifest limit)."""
@@ -355,28 +362,54 @@ class RegistryClient:
     async def get_referrers(self, ref: ImageReference, digest: str) -> list[dict[str, Any]] | None:
         """The referrers API (OCI 1.1): descriptors of the manifests whose subject is ``digest``.
 
-        None when the registry has no referrers API (it answers 404, as
-        distribution 2.8 does); callers then use the ``sha256-<hex>`` tag
-        schema (``ci._referrers``). Only the first page is read.
+        None when the registry has no referrers API; callers then use the
+        ``sha256-<hex>`` tag schema (``ci._referrers``). The distribution
+        specification tells clients to fall back on a 404 (distribution 2.8
+        answers so), and a registry with the API answers 400 only to an invalid
+        digest, which is never sent; registries and proxies that do not know the
+        endpoint also answer 400 or 405 (``NO_REFERRERS_API``), so those mean
+        "no API" too. Every page is read (``Link: <…>; rel="next"``, same server
+        only): at most ``limits.tag_pages`` pages and ``MAX_REFERRERS``
+        descriptors in all, each page at most ``limits.manifest_bytes``.
         """
         validate_digest(digest)
-        with self.operation(ref.registry, f"listing the referrers of {digest} in {ref.name}"):
-            reply = await self._request(
-                "GET",
-                f"{ref.base_url}/v2/{ref.repository}/referrers/{digest}",
-                ref=ref,
-                limit=BodyLimit.named(self._limits.manifest_bytes, "manifests and indexes"),
-                what=f"the referrers of {digest}",
-                headers={"Accept": OCI_INDEX},
-            )
-            if reply.status == 404:
-                return None
-            self._expect_ok(reply, ref, f"listing the referrers of {digest}")
-            document = _parse_json(reply.body, f"the referrers list of {digest} in {ref.name}")
-        manifests = document.get("manifests", [])
-        if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
-            raise BrokkrError(f"the referrers list of {digest} in {ref.name} is malformed")
-        return manifests
+        name = ref.name
+        what = f"the referrers list of {digest} in {name}"
+        url = f"{ref.base_url}/v2/{ref.repository}/referrers/{digest}"
+        referrers: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        with self.operation(ref.registry, f"listing the referrers of {digest} in {name}"):
+            while True:
+                if url in seen:
+                    raise BrokkrError(f"{what} does not end (page {clean(url, 120)})")
+                if len(seen) >= self._limits.tag_pages:
+                    raise BrokkrError(
+                        f"{what} has more than {self._limits.tag_pages} pages (the limit for "
+                        "listing pages)"
+                    )
+                seen.add(url)
+                reply = await self._request(
+                    "GET",
+                    url,
+                    ref=ref,
+                    limit=BodyLimit.named(self._limits.manifest_bytes, "manifests and indexes"),
+                    what=f"the referrers of {digest}",
+                    headers={"Accept": OCI_INDEX},
+                )
+                if len(seen) == 1 and reply.status in NO_REFERRERS_API:
+                    return None
+                self._expect_ok(reply, ref, f"listing the referrers of {digest}")
+                document = _parse_json(reply.body, what)
+                page = document.get("manifests", [])
+                if not isinstance(page, list) or not all(isinstance(m, dict) for m in page):
+                    raise BrokkrError(f"{what} is malformed")
+                if len(referrers) + len(page) > MAX_REFERRERS:
+                    raise BrokkrError(f"{what} has more than {MAX_REFERRERS} entries; refusing it")
+                referrers.extend(page)
+                following = self._next_page(reply, ref, what)
+                if following is None:
+                    return referrers
+                url = following
 
     async def resolve_digest(self, ref: ImageReference) -> str:
         """The digest a tag (or digest) reference points at, verified."""
@@ -486,7 +519,6 @@ class RegistryClient:
         url = f"{repository.base_url}/v2/{repository.repository}/tags/list"
         if page_size is not None:
             url += f"?n={page_size}"
-        origin = httpx.URL(repository.base_url)
         tags: list[str] = []
         seen: set[str] = set()
         while True:
@@ -524,29 +556,34 @@ class RegistryClient:
                     f"{name} has more than {limits.tags} tags (the limit for one tag listing)"
                 )
             tags.extend(page)
-            links = header_values(
-                reply.headers, "link", limit=limits.header_chars, registry=repository.registry
-            )
-            link = next_link(links)
-            if link is None:
+            following = self._next_page(reply, repository, f"the tag list of {name}")
+            if following is None:
                 return tags
-            try:
-                target = reply.url.join(link.strip())
-                same = (target.scheme, target.host, target.port) == (
-                    origin.scheme,
-                    origin.host,
-                    origin.port,
-                )
-            except (httpx.InvalidURL, ValueError):
-                raise BrokkrError(
-                    f"the tag list of {name} links to a malformed URL {clean(link, 100)!r}"
-                ) from None
-            if not same:
-                raise BrokkrError(
-                    f"the tag list of {name} links to another server ({clean(str(target), 120)}); "
-                    "refusing to follow it"
-                )
-            url = str(target)
+            url = following
+
+    def _next_page(self, reply: Reply, repository: ImageReference, what: str) -> str | None:
+        """The next page of a listing (``Link: <…>; rel="next"``), on the same server only."""
+        links = header_values(
+            reply.headers, "link", limit=self._limits.header_chars, registry=repository.registry
+        )
+        link = next_link(links)
+        if link is None:
+            return None
+        origin = httpx.URL(repository.base_url)
+        try:
+            target = reply.url.join(link.strip())
+            same = (target.scheme, target.host, target.port) == (
+                origin.scheme,
+                origin.host,
+                origin.port,
+            )
+        except (httpx.InvalidURL, ValueError):
+            raise BrokkrError(f"{what} links to a malformed URL {clean(link, 100)!r}") from None
+        if not same:
+            raise BrokkrError(
+                f"{what} links to another server ({clean(str(target), 120)}); refusing to follow it"
+            )
+        return str(target)
 
     async def inspect(self, ref: ImageReference) -> ImageDescription:
         """Describe ``ref``: its digest, media type, and every platform it holds.
