@@ -13,7 +13,7 @@ import anyio
 import dagger
 from dagger import Doc, field, function, object_type
 
-from ci import _referrers
+from ci import _referrers, _signing
 from ci._errors import BrokkrError
 from ci._http import markdown_cell
 from ci._reference import parse_reference, parse_repository
@@ -32,6 +32,11 @@ __all__ = [
 
 SBOM_TYPE = "application/vnd.cyclonedx+json"
 """The artifact type of the SBOMs `publish` attaches (`ci._sbom.MEDIA_TYPE`)."""
+
+SIGNATURE_DOC = (
+    "Whether a cosign signature is stored for this manifest (its sha256-<hex>.sig tag holds "
+    "a cosign signature image); not checked against any key: `verify` does that"
+)
 
 BYTES_PER_MB = 1_000_000
 """Sizes are reported in decimal megabytes, as Docker and GHCR show them."""
@@ -56,6 +61,7 @@ class PlatformImage:
             "the referrers API or its sha256-<hex> fallback tag)"
         ),
     ] = field(default=False)
+    signature: Annotated[bool, Doc(SIGNATURE_DOC)] = field(default=False)
 
 
 @object_type
@@ -72,31 +78,61 @@ class ImageInfo:
     platforms: Annotated[
         list[PlatformImage], Doc("One entry per platform; attestation manifests are left out")
     ] = field(default=list)
+    signature: Annotated[
+        bool,
+        Doc(
+            "Whether a cosign signature is stored for `digest` (the index, or the single "
+            "manifest): its sha256-<hex>.sig tag holds a cosign signature image; not checked "
+            "against any key: `verify` does that"
+        ),
+    ] = field(default=False)
 
     @function
     def summary(self) -> str:
-        """A readable description: address, digest, media type and a row per platform."""
+        """A readable description: address, digest, media type, whether the digest has a
+        cosign signature stored, and a row per platform (size, SBOM, signature, digest)."""
         lines = [
             f"address:    {self.address}",
             f"digest:     {self.digest}",
             f"media type: {self.media_type}",
+            f"signature:  {_yes(self.signature)}",
             "",
         ]
-        rows = [("PLATFORM", "SIZE", "SBOM", "DIGEST")] + [
-            (p.platform, format_megabytes(p.size), "yes" if p.sbom else "no", p.digest)
+        rows = [("PLATFORM", "SIZE", "SBOM", "SIGNATURE", "DIGEST")] + [
+            (
+                p.platform,
+                format_megabytes(p.size),
+                _yes(p.sbom),
+                _yes(p.signature),
+                p.digest,
+            )
             for p in self.platforms
         ]
         width_platform = max(len(row[0]) for row in rows)
         width_size = max(len(row[1]) for row in rows)
         lines += [
-            f"{platform:<{width_platform}}  {size:>{width_size}}  {sbom:<4}  {digest}"
-            for platform, size, sbom, digest in rows
+            f"{platform:<{width_platform}}  {size:>{width_size}}  {sbom:<4}  {signature:<9}  "
+            f"{digest}"
+            for platform, size, sbom, signature, digest in rows
         ]
         return "\n".join(lines) + "\n"
 
 
-def image_info(description: ImageDescription, sboms: Mapping[str, bool] | None = None) -> ImageInfo:
-    """The Dagger object for what the registry client found (`sboms`: by manifest digest)."""
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def image_info(
+    description: ImageDescription,
+    sboms: Mapping[str, bool] | None = None,
+    signatures: Mapping[str, bool] | None = None,
+) -> ImageInfo:
+    """The Dagger object for what the registry client found.
+
+    `sboms` and `signatures` say, by manifest digest, whether an SBOM refers to
+    it and whether a cosign signature is stored for it.
+    """
+    sboms, signatures = sboms or {}, signatures or {}
     return ImageInfo(
         address=str(description.reference),
         digest=description.digest,
@@ -106,10 +142,12 @@ def image_info(description: ImageDescription, sboms: Mapping[str, bool] | None =
                 platform=p.platform,
                 digest=p.digest,
                 size=p.size,
-                sbom=(sboms or {}).get(p.digest, False),
+                sbom=sboms.get(p.digest, False),
+                signature=signatures.get(p.digest, False),
             )
             for p in description.platforms
         ],
+        signature=signatures.get(description.digest, False),
     )
 
 
@@ -125,6 +163,42 @@ async def sbom_attached(client: RegistryClient, description: ImageDescription) -
     async with anyio.create_task_group() as tg:
         for platform in description.platforms:
             tg.start_soon(one, platform.digest)
+    return found
+
+
+async def signatures_stored(
+    client: RegistryClient, description: ImageDescription
+) -> dict[str, bool]:
+    """Whether a cosign signature is stored for the digest of `description` and for each of
+    its platform manifests, by digest.
+
+    Stored means: the tag `sha256-<hex>.sig` exists in the image's repository and
+    holds an image manifest with at least one cosign simple-signing layer. No key
+    is checked here (`verify` does that).
+    """
+    found: dict[str, bool] = {}
+    repository = description.reference
+
+    async def one(digest: str) -> None:
+        stored = await client.fetch_manifest_or_none(
+            repository.with_tag(_signing.signature_tag(digest))
+        )
+        layers = stored.document.get("layers") if stored is not None else None
+        found[digest] = (
+            stored is not None
+            and not stored.is_index
+            and isinstance(layers, list)
+            and any(
+                isinstance(layer, dict)
+                and layer.get("mediaType") == _signing.SIMPLE_SIGNING_MEDIA_TYPE
+                for layer in layers
+            )
+        )
+
+    digests = dict.fromkeys([description.digest, *(p.digest for p in description.platforms)])
+    async with anyio.create_task_group() as tg:
+        for digest in digests:
+            tg.start_soon(one, digest)
     return found
 
 
@@ -188,7 +262,19 @@ async def inspect_address(
         # One deadline for the whole inspection, the SBOM lookups included.
         with client.operation(ref.registry, f"inspecting {ref}"):
             description = await client.inspect(ref)
-            return image_info(description, await sbom_attached(client, description))
+            sboms: dict[str, bool] = {}
+            signatures: dict[str, bool] = {}
+
+            async def find_sboms() -> None:
+                sboms.update(await sbom_attached(client, description))
+
+            async def find_signatures() -> None:
+                signatures.update(await signatures_stored(client, description))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(find_sboms)
+                tg.start_soon(find_signatures)
+            return image_info(description, sboms, signatures)
 
 
 async def repository_tags(

@@ -12,12 +12,16 @@ The order is the contract (SPEC "Publish"):
    immutable tag, then under its other tags (components in parallel);
 5. every tag is read back and must resolve to the pushed index digest with
    every requested platform;
-6. with a signing key, every platform manifest and then the index is signed
-   in cosign's format (`_signing`), each signature stored under its
-   `sha256-<hex>.sig` tag next to the image;
-7. with credentials, each platform's SBOM (`_sbom`, read from the built image
+6. with credentials, each platform's SBOM (`_sbom`, read from the built image
    between steps 3 and 4) is attached to its pushed manifest as an OCI
-   referrer (`_referrers`); without them the output says it was not.
+   referrer (`_referrers`); without them the output says it was not;
+7. with a signing key, every platform manifest and then the index is signed
+   in cosign's format (`_signing`), each signature stored under its
+   `sha256-<hex>.sig` tag next to the image.
+
+The plan's reads, each component's read-back, all the SBOM attaches and all
+the signing each run under one registry deadline (`RegistryClient.operation`).
+The output (`render`) reports steps 5 to 7: text lines, or one JSON array.
 
 Two runs for the same repository at once could both find a tag absent and
 both push it; CI serialises runs per ref (`concurrency` in the workflow).
@@ -68,8 +72,11 @@ class OutputFormat(enum.Enum):
     """One `address@sha256:…` line per pushed tag."""
 
     JSON = "json"
-    """A JSON array, one object per pushed tag: component, repository, tag, address,
-    digest (of the index) and platforms (platform -> manifest digest)."""
+    """One JSON array, one object per pushed tag: component, repository, tag, address,
+    digest (of the index), platforms (platform -> manifest digest), sbom (platform ->
+    digest of the attached SBOM referrer), sboms_not_attached (why not, or null) and
+    signatures (`index` and each platform -> its `sha256-<hex>.sig` tag; empty without
+    --signing-key). Nothing else is printed."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +182,10 @@ class Target:
     """The pushed index digest, once read back."""
     platform_digests: dict[str, str] = field(default_factory=dict)
     """Platform (`linux/amd64`) -> its manifest digest in the index, once read back."""
+    sboms: dict[str, str] = field(default_factory=dict)
+    """Platform -> the digest of its attached SBOM artifact manifest, once attached."""
+    signatures: dict[str, str] = field(default_factory=dict)
+    """`index` or platform -> the `sha256-<hex>.sig` tag its signature is stored under."""
 
     def address(self, tag: str) -> str:
         """`{repository}:{tag}`."""
@@ -441,6 +452,29 @@ def _platform_name(platform: str) -> str:
         return platform
 
 
+async def attach_sboms(
+    request: PublishRequest,
+    targets: Sequence[Target],
+    client: RegistryClient,
+    pending: Sequence[_sbom.Pending],
+) -> _sbom.AttachReport:
+    """Attach every pending SBOM to its pushed platform manifest, under one registry deadline.
+
+    Fills each target's `sboms`; a failure is in the report, not raised.
+    """
+    digests = {(t.repository.name, p): d for t in targets for p, d in t.platform_digests.items()}
+    # One deadline for all the attaches (the client's Limits.deadline).
+    with client.operation(
+        targets[0].repository.registry, f"attaching the SBOMs of the images in {request.registry}"
+    ):
+        report = await _sbom.attach_for_publish(client, pending, digests, created=request.created)
+    for target in targets:
+        for platform in target.platform_digests:
+            if (digest := report.attached.get((target.repository.name, platform))) is not None:
+                target.sboms[platform] = digest
+    return report
+
+
 async def sign(
     request: PublishRequest,
     targets: Sequence[Target],
@@ -449,28 +483,32 @@ async def sign(
 ) -> None:
     """Sign every pushed platform manifest, then the index, of every target (cosign format).
 
-    Components go in parallel. A failure names what was pushed and left unsigned
-    (`verify` reports the same); the images themselves stay as pushed.
+    Components go in parallel, all under one registry deadline (the client's
+    `Limits.deadline`). Fills each target's `signatures`. A failure names what
+    was pushed and left unsigned (`verify` reports the same); the images
+    themselves stay as pushed.
     """
     problems: list[str] = []
 
     async def one(target: Target) -> None:
+        async def sign_one(what: str, digest: str) -> None:
+            await _signing.sign_manifest(
+                client, target.repository, digest, key, created=request.created
+            )
+            target.signatures[what] = _signing.signature_tag(digest)
+
         try:
             await _gather(
-                [
-                    lambda d=d: _signing.sign_manifest(
-                        client, target.repository, d, key, created=request.created
-                    )
-                    for d in target.platform_digests.values()
-                ]
+                [lambda p=p, d=d: sign_one(p, d) for p, d in target.platform_digests.items()]
             )
-            await _signing.sign_manifest(
-                client, target.repository, target.digest, key, created=request.created
-            )
+            await sign_one("index", target.digest)
         except BrokkrError as e:
             problems.append(f"{target.repository.name}@{target.digest}: {e}")
 
-    await _gather([lambda t=t: one(t) for t in targets])
+    with client.operation(
+        targets[0].repository.registry, f"signing the pushed images in {request.registry}"
+    ):
+        await _gather([lambda t=t: one(t) for t in targets])
     if problems:
         msg = (
             "pushed and verified, but signing failed (`verify` shows what is unsigned): "
@@ -479,10 +517,35 @@ async def sign(
         raise BrokkrError(msg)
 
 
-def render(request: PublishRequest, targets: Sequence[Target], refs: Sequence[str]) -> str:
-    """What `publish` prints: `address@digest` lines, or the JSON array of `--format json`."""
+def signature_lines(targets: Sequence[Target]) -> list[str]:
+    """`# signature <index|platform> <repository>@<manifest>: <repository>:<sha256-<hex>.sig>`."""
+    lines = []
+    for target in targets:
+        manifests = {**target.platform_digests, "index": target.digest}
+        name = target.repository.name
+        lines += [
+            f"# signature {what} {name}@{digest}: {name}:{target.signatures[what]}"
+            for what, digest in manifests.items()
+            if what in target.signatures
+        ]
+    return lines
+
+
+def render(
+    request: PublishRequest,
+    targets: Sequence[Target],
+    refs: Sequence[str],
+    *,
+    notes: Sequence[str] = (),
+    sboms_not_attached: str | None = None,
+) -> str:
+    """What `publish` prints: `address@digest` lines and `# …` notes, or one JSON array.
+
+    In JSON the notes' content is in each object instead (`sbom`,
+    `sboms_not_attached`, `signatures`; see `OutputFormat.JSON`).
+    """
     if request.output is OutputFormat.TEXT:
-        return "\n".join(refs)
+        return "\n".join([*refs, *notes])
     entries = [
         {
             "component": target.spec.component.value,
@@ -494,6 +557,13 @@ def render(request: PublishRequest, targets: Sequence[Target], refs: Sequence[st
                 p: target.platform_digests[p]
                 for p in request.platforms
                 if p in target.platform_digests
+            },
+            "sbom": {p: target.sboms[p] for p in request.platforms if p in target.sboms},
+            "sboms_not_attached": sboms_not_attached,
+            "signatures": {
+                what: target.signatures[what]
+                for what in ("index", *request.platforms)
+                if what in target.signatures
             },
         }
         for target in targets
@@ -563,20 +633,19 @@ async def publish(
         )
         sbom_lines, sbom_failures = [_sbom.NOT_ATTACHED], []
         if pending is not None:
-            digests = {
-                (t.repository.name, p): d for t in targets for p, d in t.platform_digests.items()
-            }
-            sbom_lines, sbom_failures = await _sbom.attach_for_publish(
-                client, pending, digests, created=request.created
-            )
+            report = await attach_sboms(request, targets, client, pending)
+            sbom_lines, sbom_failures = report.lines, report.failures
         if signing_key is not None:
             await sign(request, targets, client, signing_key)
         if sbom_failures:
             raise BrokkrError(_sbom.failure_report(refs, sbom_lines, sbom_failures))
-        text = render(request, targets, refs)
-        if request.output is OutputFormat.TEXT:
-            text = "\n".join([text, *sbom_lines])
-        return text
+        return render(
+            request,
+            targets,
+            refs,
+            notes=[*sbom_lines, *signature_lines(targets)],
+            sboms_not_attached=_sbom.NOT_ATTACHED_REASON if pending is None else None,
+        )
 
 
 def sbom_jobs(

@@ -668,12 +668,14 @@ async def image_sbom(
 
 # -- publish: read before the push, attach after it ----------------------------------
 
-NOT_ATTACHED = (
-    "# SBOMs not attached: they are written by the module's own registry client, which "
-    "logs in only with --username and --password (the Docker login the Dagger CLI "
-    "forwards reaches only the engine's pushes); pass both to attach them"
+NOT_ATTACHED_REASON = (
+    "they are written by the module's own registry client, which logs in only with "
+    "--username and --password (the Docker login the Dagger CLI forwards reaches only the "
+    "engine's pushes); pass both to attach them"
 )
-"""What `publish` says when it has no credentials to attach SBOMs with."""
+"""Why `publish` attaches no SBOMs without credentials (`sboms_not_attached` in its JSON)."""
+NOT_ATTACHED = f"# SBOMs not attached: {NOT_ATTACHED_REASON}"
+"""The line `publish` ends its text output with when it has no credentials to attach SBOMs."""
 
 
 @dataclass(frozen=True)
@@ -723,20 +725,33 @@ async def read_for_publish(jobs: Sequence[PublishJob]) -> list[Pending]:
     return [found[i] for i in range(len(jobs))]
 
 
+@dataclass(frozen=True)
+class AttachReport:
+    """What `attach_for_publish` did."""
+
+    lines: list[str]
+    """One `# sbom <platform> <repository>@<manifest>: <repository>@<artifact> (<how>)` line per
+    attached SBOM, in the order of the pending SBOMs."""
+    failures: list[str]
+    """One entry per SBOM that was not attached, saying why."""
+    attached: dict[tuple[str, str], str]
+    """(repository, platform) -> the digest of the SBOM's artifact manifest (the referrer)."""
+
+
 async def attach_for_publish(
     client: RegistryClient,
     pending: Sequence[Pending],
     digests: Mapping[tuple[str, str], str],
     *,
     created: str,
-) -> tuple[list[str], list[str]]:
+) -> AttachReport:
     """Attach each pending SBOM to its pushed platform manifest (`digests[(repository, platform)]`).
 
-    Returns the report lines (`# sbom <platform> <repository>@<manifest>: <artifact> (via)`)
-    and the failures, one per SBOM that was not attached. A failure does not
-    stop the others.
+    A failure does not stop the others; the report has what was attached and
+    what was not.
     """
     lines: dict[int, str] = {}
+    attached_digests: dict[tuple[str, str], str] = {}
     failures: list[str] = []
 
     async def one(index: int, item: Pending) -> None:
@@ -760,6 +775,7 @@ async def attach_for_publish(
         except BrokkrError as e:
             failures.append(f"{name}@{digest} ({item.target.platform}): {e}")
             return
+        attached_digests[(name, item.target.platform)] = attached.digest
         lines[index] = (
             f"# sbom {item.target.platform} {name}@{digest}: {name}@{attached.digest} "
             f"({attached.via})"
@@ -768,7 +784,7 @@ async def attach_for_publish(
     async with anyio.create_task_group() as tg:
         for index, item in enumerate(pending):
             tg.start_soon(one, index, item)
-    return [lines[i] for i in sorted(lines)], sorted(failures)
+    return AttachReport([lines[i] for i in sorted(lines)], sorted(failures), attached_digests)
 
 
 def failure_report(refs: Sequence[str], attached: Sequence[str], failures: Sequence[str]) -> str:

@@ -238,8 +238,11 @@ class Brokkr:
         """An image's digest, media type and platforms, read from its registry without Docker.
 
         `dagger call inspect --address ghcr.io/colliery-io/brokkr-broker:1.2.3 summary`
-        prints a table (platform, compressed size, manifest digest); chain a field
-        instead for one value, e.g. `... digest` or `... platforms platform`.
+        prints whether the index has a stored cosign signature and a table
+        (platform, compressed size, SBOM attached, signature stored, manifest
+        digest); chain a field instead for one value, e.g. `... digest` or
+        `... platforms platform`. A stored signature is not checked here:
+        `verify` checks it against a key.
         Attestation manifests are left out. Never cached: every call asks the registry.
         Bounded: at most 300 s in all, 4 MiB per manifest, 64 platforms per index;
         a registry that breaks a limit gets an error naming it (README, "What a
@@ -355,7 +358,10 @@ class Brokkr:
         ] = None,
         format_: Annotated[
             _publish.OutputFormat,
-            Doc("text: one address@sha256:… line per tag; json: an array for scripts"),
+            Doc(
+                "text: one address@sha256:… line per tag, then # notes; json: one array "
+                "for scripts (SBOMs and signatures included)"
+            ),
         ] = _publish.OutputFormat.TEXT,
         registry_service: RegistryService = None,
     ) -> str:
@@ -373,13 +379,20 @@ class Brokkr:
         dagger call publish --ref "$GITHUB_REF" --sha "$GITHUB_SHA"
         --username "$GITHUB_ACTOR" --password env://GITHUB_TOKEN
 
-        --format json prints a JSON array instead, one object per tag:
-        component, repository, tag, address, digest (the index) and platforms
-        (platform to manifest digest). With --signing-key every platform
-        manifest and the index are signed after the read-back, as `cosign sign
-        --key` would (signatures under sha256-<hex>.sig tags; `verify` and
-        `cosign verify --key` check them). The key is checked before anything
-        is built.
+        With --username/--password each platform's SBOM is attached to its
+        manifest as an OCI referrer (`# sbom …` lines; without them a
+        `# SBOMs not attached: …` line says why). With --signing-key every
+        platform manifest and the index are signed after the read-back, as
+        `cosign sign --key` would (signatures under sha256-<hex>.sig tags,
+        `# signature …` lines; `verify` and `cosign verify --key` check them).
+        The key is checked before anything is built.
+
+        --format json prints one JSON array instead, and nothing else, one
+        object per tag: component, repository, tag, address, digest (the
+        index), platforms (platform to manifest digest), sbom (platform to the
+        digest of its attached SBOM; {} when none), sboms_not_attached (why
+        not, or null) and signatures (index and each platform to its
+        sha256-<hex>.sig tag; {} without --signing-key).
 
         A registry on the Dagger CLI's machine (a throw-away `registry:2` at
         localhost:5000) is out of the engine's reach as `localhost`; hand it in

@@ -63,11 +63,23 @@ def test_summary_is_a_readable_table():
         "address:    ghcr.io/colliery-io/brokkr-broker:1.2.3\n"
         f"digest:     {DIGEST_A}\n"
         f"media type: {OCI_INDEX}\n"
+        "signature:  no\n"
         "\n"
-        "PLATFORM           SIZE  SBOM  DIGEST\n"
-        f"linux/amd64     28.4 MB  no    {DIGEST_B}\n"
-        f"linux/arm64/v8   0.9 MB  no    {DIGEST_C}\n"
+        "PLATFORM           SIZE  SBOM  SIGNATURE  DIGEST\n"
+        f"linux/amd64     28.4 MB  no    no         {DIGEST_B}\n"
+        f"linux/arm64/v8   0.9 MB  no    no         {DIGEST_C}\n"
     )
+
+
+def test_summary_says_what_has_an_sbom_and_a_signature():
+    info = sample_info()
+    info.signature = True
+    info.platforms[0].sbom = True
+    info.platforms[1].signature = True
+    lines = info.summary().splitlines()
+    assert lines[3] == "signature:  yes"
+    assert lines[6] == f"linux/amd64     28.4 MB  yes   no         {DIGEST_B}"
+    assert lines[7] == f"linux/arm64/v8   0.9 MB  no    yes        {DIGEST_C}"
 
 
 def test_image_info_from_a_description():
@@ -79,13 +91,19 @@ def test_image_info_from_a_description():
     assert info.address == f"ghcr.io/org/name:1@{DIGEST_A}"
     assert (info.digest, info.media_type) == (DIGEST_A, OCI_INDEX)
     assert info.platforms == [PlatformImage(platform="linux/amd64", digest=DIGEST_B, size=123)]
+    assert info.signature is False
+    marked = image_info(description, {DIGEST_B: True}, {DIGEST_A: True, DIGEST_B: False})
+    assert marked.signature is True
+    assert marked.platforms == [
+        PlatformImage(platform="linux/amd64", digest=DIGEST_B, size=123, sbom=True)
+    ]
 
 
 @pytest.mark.parametrize(
     ("cls", "fields"),
     [
-        (ImageInfo, {"address", "digest", "media_type", "platforms"}),
-        (PlatformImage, {"platform", "digest", "size", "sbom"}),
+        (ImageInfo, {"address", "digest", "media_type", "platforms", "signature"}),
+        (PlatformImage, {"platform", "digest", "size", "sbom", "signature"}),
     ],
 )
 def test_the_types_are_dagger_objects_with_documented_fields(cls, fields):

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from dagger import dag
@@ -23,6 +25,8 @@ from ci import _publish, _push, _referrers, _sbom
 from ci._errors import BrokkrError
 from ci._reference import parse_reference, parse_repository
 from ci._registry import OCI_INDEX, OCI_MANIFEST, Credentials, RegistryClient
+from ci._signing import signature_tag
+from tests._registry_proxy import RegistryProxy
 from tests._registry_server import RegistryServer, push_image
 from tests._sbom_inputs import answer_image_reads
 from tests._standin import ModuleCaller, StandInEngine, push_to_registry
@@ -162,6 +166,31 @@ async def test_a_tag_that_is_not_a_referrers_index_is_not_overwritten(registry: 
             await _referrers.attach(client, repo, subject, sbom_bytes(), artifact_type=SBOM)
 
 
+@pytest.mark.parametrize("status", [400, 405])
+async def test_a_registry_refusing_the_referrers_endpoint_gets_the_tag_fallback(
+    registry: RegistryServer, status: int
+):
+    # distribution 2.8 answers 404; registries and proxies that do not know the
+    # endpoint may answer 400 or 405 instead: no API either way.
+    repository = f"t{uuid.uuid4().hex[:10]}/brokkr-agent"
+    push_image(registry.base_url, repository, "1.0.0")
+    subject = platform_digests(registry, repository, "1.0.0")["linux/amd64"]
+    with RegistryProxy(upstream=registry) as proxy:
+        proxy.fail(100, status=status, match="/referrers/")
+        repo = parse_repository(f"{proxy.registry}/{repository}")
+        async with RegistryClient(backoff=0) as client:
+            attached = await _referrers.attach(
+                client, repo, subject, sbom_bytes(), artifact_type=SBOM
+            )
+            found = await _referrers.find(client, repo, subject, artifact_type=SBOM)
+        assert proxy.hits("/referrers/") == 2
+    assert attached.via == f"tag {_referrers.fallback_tag(subject)}"
+    assert [e["digest"] for e in fallback_index(registry, repository, subject)["manifests"]] == [
+        attached.digest
+    ]
+    assert [e["digest"] for e in found] == [attached.digest]
+
+
 # -- publish and inspect --------------------------------------------------------------
 
 
@@ -249,6 +278,41 @@ async def test_a_release_has_an_sbom_referrer_per_platform_manifest(
     for platform in digests:
         row = next(line for line in summary.splitlines() if line.startswith(platform))
         assert "yes" in row
+
+
+@pytest.mark.parametrize("signed", [False, True])
+async def test_json_output_names_each_attached_sbom_and_signature(
+    brokkr: ModuleCaller, publishing: StandInEngine, auth_registry: RegistryServer, signed: bool
+):
+    namespace = f"{auth_registry.registry}/t{uuid.uuid4().hex[:10]}"
+    args: dict[str, Any] = {}
+    if signed:
+        key = ec.generate_private_key(ec.SECP256R1())
+        publishing.env["COSIGN_KEY"] = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        args["signing_key"] = await dag.secret("env://COSIGN_KEY").id()
+    lines = await publish_with_credentials(
+        brokkr, auth_registry, namespace, pr=9, component="BROKER", format="JSON", **args
+    )
+    (entry,) = json.loads("\n".join(lines))  # one JSON document, nothing after it
+    repository = namespace.split("/", 1)[1] + "/brokkr-broker"
+    digests = platform_digests(auth_registry, repository, "pr-9")
+    assert entry["platforms"] == digests
+    assert entry["sboms_not_attached"] is None
+    assert set(entry["sbom"]) == set(digests)
+    for platform, subject in digests.items():
+        (listed,) = fallback_index(auth_registry, repository, subject)["manifests"]
+        assert entry["sbom"][platform] == listed["digest"]
+    if signed:
+        manifests = {"index": entry["digest"], **digests}
+        assert entry["signatures"] == {w: signature_tag(d) for w, d in manifests.items()}
+        for tag in entry["signatures"].values():
+            assert get(auth_registry, f"{repository}/manifests/{tag}", OCI_MANIFEST).is_success
+    else:
+        assert entry["signatures"] == {}
 
 
 async def test_without_credentials_publish_says_sboms_were_not_attached(

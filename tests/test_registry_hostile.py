@@ -17,15 +17,20 @@ import re
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ci._auth import Credentials, parse_challenges
+from ci._components import Component, component_spec
 from ci._errors import BrokkrError
 from ci._http import MAX_HEADER_CHARS, MAX_MANIFEST_BYTES, Limits, clean, retry_delay
 from ci._inspection import image_info, size_table
-from ci._publish import PublishRequest, plan
-from ci._reference import ImageReference, is_loopback_host, parse_reference
-from ci._registry import RegistryClient, next_link
+from ci._publish import PublishRequest, Target, plan, sign
+from ci._reference import ImageReference, is_loopback_host, parse_reference, parse_repository
+from ci._referrers import fallback_tag, find
+from ci._registry import MAX_REFERRERS, NO_REFERRERS_API, RegistryClient, next_link
+from ci._signing import SigningKey
 from tests._hostile_server import (
+    OCI_INDEX,
     OCI_MANIFEST,
     HostileServer,
     Request,
@@ -220,6 +225,109 @@ async def test_an_index_with_too_many_platforms_is_refused_before_fetching_them(
     assert server.hits("/manifests/") == 1
 
 
+# Referrers ------------------------------------------------------------------------------
+
+SUBJECT = sha256(MANIFEST)
+REFERRERS_PATH = f"/v2/hostile/image/referrers/{SUBJECT}"
+
+
+def referrers_page(numbers: range) -> bytes:
+    return index_of(
+        [
+            {"mediaType": OCI_MANIFEST, "digest": sha256(b"%d" % n), "size": 2, "artifactType": "x"}
+            for n in numbers
+        ]
+    )
+
+
+async def test_referrers_pages_are_all_read():
+    async def handler(request, writer):
+        page = int(request.query.rpartition("=")[2] or 0)
+        link = [("Link", f'<{REFERRERS_PATH}?page={page + 1}>; rel="next"')] if page < 2 else []
+        await respond_json(writer, referrers_page(range(page * 10, page * 10 + 2)), headers=link)
+
+    async with HostileServer(handler) as server, client() as c:
+        found = await within(c.get_referrers(server.ref(), SUBJECT))
+    assert [d["digest"] for d in found] == [sha256(b"%d" % n) for n in (0, 1, 10, 11, 20, 21)]
+    assert server.hits("/referrers/") == 3
+
+
+async def test_referrers_pages_are_capped_in_number_and_in_total():
+    async def endless(request, writer):
+        page = int(request.query.rpartition("=")[2] or 0)
+        link = [("Link", f'<{request.path}?page={page + 1}>; rel="next"')]
+        size = 3000 if "big" in request.path else 0
+        await respond_json(
+            writer, referrers_page(range(page * size, (page + 1) * size)), headers=link
+        )
+
+    async with HostileServer(endless) as server, client(limits=Limits(tag_pages=10)) as c:
+        error = await failure(c.get_referrers(server.ref(), SUBJECT))
+        assert str(error) == (
+            f"the referrers list of {SUBJECT} in {server.registry}/hostile/image has more than "
+            "10 pages (the limit for listing pages)"
+        )
+        assert server.hits("/referrers/") == 10
+        with peak_memory() as peak:
+            error = await failure(c.get_referrers(server.ref("hostile/big"), SUBJECT))
+    assert str(error) == (
+        f"the referrers list of {SUBJECT} in {server.registry}/hostile/big has more than "
+        f"{MAX_REFERRERS} entries; refusing it"
+    )
+    assert server.hits("/hostile/big/referrers/") == 4
+    assert peak[0] < 64 * MIB
+
+
+@pytest.mark.parametrize(
+    ("link", "message"),
+    [
+        (REFERRERS_PATH, "does not end"),
+        ("http://127.0.0.2:1/v2/hostile/image/referrers/x", "links to another server"),
+        ("http://[::1/v2/x", "links to a malformed URL"),
+    ],
+)
+async def test_referrers_links_that_loop_or_leave_the_server_are_refused(link, message):
+    async def handler(request, writer):
+        await respond_json(
+            writer, referrers_page(range(1)), headers=[("Link", f'<{link}>; rel="next"')]
+        )
+
+    async with HostileServer(handler) as server, client() as c:
+        error = await failure(c.get_referrers(server.ref(), SUBJECT))
+    assert message in str(error)
+    assert server.hits("/referrers/") <= 2
+
+
+@pytest.mark.parametrize("status", sorted(NO_REFERRERS_API))
+async def test_registries_without_the_referrers_api_get_the_tag_fallback(status):
+    fallback = referrers_page(range(3))
+
+    async def handler(request, writer):
+        if "/referrers/" in request.path:
+            await respond_json(writer, {"errors": [{"code": "UNSUPPORTED"}]}, status=status)
+        elif request.path.endswith(f"/manifests/{fallback_tag(SUBJECT)}"):
+            await respond(writer, 200, fallback, [("Content-Type", OCI_INDEX)])
+        else:
+            await respond(writer, 404)
+
+    async with HostileServer(handler) as server, client() as c:
+        assert await within(c.get_referrers(server.ref(), SUBJECT)) is None
+        found = await within(find(c, server.ref(), SUBJECT))
+    assert [d["digest"] for d in found] == [sha256(b"%d" % n) for n in range(3)]
+    assert server.hits("/referrers/") == 2
+
+
+@pytest.mark.parametrize("status", [401, 403, 406, 500])
+async def test_other_referrers_answers_are_errors_not_a_missing_api(status):
+    async def handler(request, writer):
+        await respond_json(writer, {"errors": [{"code": "NOPE"}]}, status=status)
+
+    async with HostileServer(handler) as server, client() as c:
+        error = await failure(c.get_referrers(server.ref(), SUBJECT))
+    assert server.registry in str(error)
+    assert "hostile/image" in str(error)
+
+
 # Time ---------------------------------------------------------------------------------
 
 DEADLINE_ERROR = (
@@ -283,6 +391,49 @@ async def test_one_deadline_covers_a_publish_plan():
         r"to plan the publish did not finish within the 1 s deadline \(gave up after 1\.\d s\)$",
         str(error),
     )
+
+
+async def test_one_deadline_covers_signing_in_a_publish():
+    # Each answer takes 0.2 s: every single call ends well within 1 s, but signing one
+    # manifest takes eight requests, so only the one deadline of the signing step ends it.
+    async def handler(request, writer):
+        await asyncio.sleep(0.2)
+        if request.method == "POST":
+            await respond(writer, 202, b"", [("Location", "/v2/org/brokkr-broker/blobs/u/1")])
+        elif request.method == "PUT":
+            await respond(writer, 201)
+        else:
+            await respond(writer, 404)
+
+    async with HostileServer(handler) as server, client(limits=Limits(deadline=1.0)) as c:
+        request = PublishRequest.create(
+            ref="refs/tags/v1.2.3",
+            sha="0" * 40,
+            pr=None,
+            component=Component.BROKER,
+            registry=f"{server.registry}/org",
+            platforms=["linux/amd64"],
+            created="",
+            source_url="https://github.com/colliery-io/brokkr",
+        )
+        target = Target(
+            component_spec(Component.BROKER),
+            parse_repository(f"{server.registry}/org/brokkr-broker"),
+            [],
+            frozenset(),
+            digest=sha256(b"index"),
+            platform_digests={"linux/amd64": sha256(MANIFEST)},
+        )
+        key = SigningKey(ec.generate_private_key(ec.SECP256R1()))
+        error = await failure(sign(request, [target], c, key))
+    assert re.match(
+        rf"^pushed and verified, but signing failed \(`verify` shows what is unsigned\): "
+        rf"{server.registry}/org/brokkr-broker@{sha256(b'index')}: registry {server.registry} "
+        rf"took too long: signing the pushed images in {server.registry}/org did not finish "
+        r"within the 1 s deadline \(gave up after 1\.\d s\)$",
+        str(error),
+    )
+    assert target.signatures == {}
 
 
 async def test_a_100_kb_www_authenticate_header_is_refused_quickly():

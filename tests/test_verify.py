@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
-from ci import _publish, _push, _signing
+from ci import _publish, _push, _sbom, _signing
 from tests._registry_server import RegistryServer, push_image
 from tests._skopeo import Skopeo, skopeo_binary  # noqa: F401 (a fixture, used below)
 from tests._standin import ModuleCaller, StandInEngine, push_to_registry
@@ -29,7 +29,17 @@ pytestmark = pytest.mark.registry
 SHA = "0123456789abcdef0123456789abcdef01234567"
 BOTH = ["linux/amd64", "linux/arm64"]
 RECIPE = '{"skeleton": {"manifests": []}, "recipe": "fixture"}'
-JSON_KEYS = ["component", "repository", "tag", "address", "digest", "platforms"]
+JSON_KEYS = [
+    "component",
+    "repository",
+    "tag",
+    "address",
+    "digest",
+    "platforms",
+    "sbom",
+    "sboms_not_attached",
+    "signatures",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -164,6 +174,13 @@ async def test_a_signed_release_passes_skopeo_and_verify_for_every_platform(
         assert entry["repository"] == f"{namespace}/brokkr-broker"
         assert entry["address"] == f"{namespace}/brokkr-broker:{entry['tag']}"
         assert sorted(entry["platforms"]) == BOTH
+        # Signed: the index and each platform, each under its own .sig tag.
+        assert entry["signatures"] == {
+            what: _signing.signature_tag(digest) for what, digest in manifests(entry).items()
+        }
+        # No login, so no SBOMs (signing needs none on loopback); the JSON says why.
+        assert entry["sbom"] == {}
+        assert entry["sboms_not_attached"] == _sbom.NOT_ATTACHED_REASON
     assert len({e["digest"] for e in entries}) == 1
 
     policy = skopeo.policy(registry.registry, keys["public"].read_bytes())
@@ -384,3 +401,72 @@ async def test_json_and_text_name_the_same_images(
                 for m in reply.json()["manifests"]
             }
             assert served == entry["platforms"]
+    for entry in entries:
+        assert list(entry) == JSON_KEYS
+        assert entry["signatures"] == {}  # no --signing-key
+        assert entry["sbom"] == {}
+        assert entry["sboms_not_attached"] == _sbom.NOT_ATTACHED_REASON
+
+
+async def test_text_output_notes_each_signature_after_the_tags(
+    brokkr: ModuleCaller, publishing: StandInEngine, namespace: str, keys: dict
+):
+    publishing.env["COSIGN_KEY"] = keys["private"]
+    key_id = await dag.secret("env://COSIGN_KEY").id()
+    lines = (
+        await brokkr.call(
+            "publish",
+            ref="refs/tags/v1.2.3",
+            sha=SHA,
+            registry=namespace,
+            component="UI",
+            signing_key=key_id,
+        )
+    ).splitlines()
+    repository = f"{namespace}/brokkr-ui"
+    index = lines[0].rsplit("@", 1)[1]
+    assert lines[:4] == [f"{repository}:{t}@{index}" for t in ("1.2.3", "1.2", "1", "latest")]
+    assert lines[4] == _sbom.NOT_ATTACHED
+    notes = lines[5:]
+    assert [line.split()[2] for line in notes] == ["linux/amd64", "linux/arm64", "index"]
+    async with httpx.AsyncClient(base_url=f"http://{namespace.split('/', 1)[0]}") as client:
+        for line in notes:
+            _, _, what, manifest, stored = line.split()
+            digest = manifest.rsplit("@", 1)[1].rstrip(":")
+            assert manifest == f"{repository}@{digest}:"
+            assert stored == f"{repository}:{_signing.signature_tag(digest)}"
+            if what == "index":
+                assert digest == index
+            name = repository.split("/", 1)[1]
+            sig = await client.get(
+                f"/v2/{name}/manifests/{_signing.signature_tag(digest)}",
+                headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+            )
+            assert sig.status_code == 200
+
+
+async def test_inspect_shows_which_manifests_have_a_signature(
+    brokkr: ModuleCaller, publishing: StandInEngine, namespace: str, keys: dict
+):
+    (entry, *_) = await publish_signed(brokkr, publishing, namespace, keys["private"])
+    await brokkr.call("publish", pr=4, sha=SHA, registry=namespace, component="UI")
+
+    info = await brokkr.call("inspect", address=entry["address"])
+    assert info["digest"] == entry["digest"]
+    assert info["signature"] is True
+    assert {p["platform"]: (p["digest"], p["signature"]) for p in info["platforms"]} == {
+        platform: (digest, True) for platform, digest in entry["platforms"].items()
+    }
+    summary = (await brokkr.call("summary", parent="ImageInfo", state=info)).splitlines()
+    assert "signature:  yes" in summary
+    header = next(line for line in summary if line.startswith("PLATFORM"))
+    column = header.index("SIGNATURE")
+    for platform in BOTH:
+        row = next(line for line in summary if line.startswith(platform))
+        assert row[column:].split()[0] == "yes"
+
+    unsigned = await brokkr.call("inspect", address=f"{namespace}/brokkr-ui:pr-4")
+    assert unsigned["signature"] is False
+    assert [p["signature"] for p in unsigned["platforms"]] == [False, False]
+    summary = await brokkr.call("summary", parent="ImageInfo", state=unsigned)
+    assert "signature:  no" in summary.splitlines()
