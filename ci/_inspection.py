@@ -13,7 +13,7 @@ import anyio
 import dagger
 from dagger import Doc, field, function, object_type
 
-from ci import _referrers, _signing
+from ci import _referrers, _service, _signing
 from ci._errors import BrokkrError
 from ci._http import markdown_cell
 from ci._reference import parse_reference, parse_repository
@@ -26,6 +26,7 @@ __all__ = [
     "format_megabytes",
     "image_info",
     "inspect_address",
+    "registry_access",
     "repository_tags",
     "size_table",
 ]
@@ -245,6 +246,20 @@ async def credentials_from(username: str, password: dagger.Secret | None) -> Cre
     if not plaintext:
         raise BrokkrError(f"the password secret for {username!r} is empty")
     return Credentials(username, plaintext)
+
+
+async def registry_access(
+    address: str, username: str, password: dagger.Secret | None, service: dagger.Service | None
+) -> tuple[Credentials | None, dict[str, tuple[str, int]]]:
+    """The login and the connection for the module's registry client to reach `address`.
+
+    In this order: `--registry-service` is checked against the address (nothing
+    read or started), the password secret is read (`credentials_from`), then the
+    service is started and asked for its endpoint (`_service.connect_to`).
+    """
+    _service.check(address, service)
+    credentials = await credentials_from(username, password)
+    return credentials, await _service.connect_to(address, service)
 
 
 async def inspect_address(

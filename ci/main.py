@@ -1,12 +1,20 @@
 """Brokkr's container images: build, tag, publish and inspect them.
 
 Each function here is a thin, documented entry point; the work lives in the
-private modules of this package: pure rules in `_tags`, `_platforms`,
-`_components`, `_reference` and `_labels`; Dagger stage builders in `_rust`,
-`_ui`, `_build` and `_image`; the registry client in `_registry` and
-`_inspection`; pushing and publishing in `_push` and `_publish`; the SBOM in
-`_sbom`, attached to pushed images as OCI referrers by `_referrers`. Every problem
-a user can act on is a `BrokkrError` (`_errors`).
+private modules of this package:
+
+- pure rules: `_tags`, `_platforms`, `_components`, `_reference`, `_labels`,
+  and the pinned tool versions in `_versions`;
+- Dagger stage builders: `_rust`, `_ui`, `_build` and `_image`;
+- the registry client: HTTP with its limits and deadline in `_http`, logins and
+  tokens in `_auth`, the OCI distribution API in `_registry`, and what
+  `inspect` returns in `_inspection`; `--registry-service` in `_service`;
+- pushing and publishing: `_push` and `_publish`;
+- supply chain: the SBOM in `_sbom`, attached to pushed images as OCI
+  referrers by `_referrers`; cosign-format signatures in `_signing`, checked
+  by `_verify`.
+
+Every problem a user can act on is a `BrokkrError` (`_errors`).
 """
 
 from collections.abc import Sequence
@@ -248,9 +256,9 @@ class Brokkr:
         a registry that breaks a limit gets an error naming it (README, "What a
         registry cannot do to brokkr-ci").
         """
-        _service.check(address, registry_service)
-        credentials = await _inspection.credentials_from(username, password)
-        connect_to = await _service.connect_to(address, registry_service)
+        credentials, connect_to = await _inspection.registry_access(
+            address, username, password, registry_service
+        )
         return await _inspection.inspect_address(
             address, credentials=credentials, connect_to=connect_to
         )
@@ -273,9 +281,9 @@ class Brokkr:
 
         `dagger call list-tags --repository ghcr.io/colliery-io/brokkr-broker`
         """
-        _service.check(repository, registry_service)
-        credentials = await _inspection.credentials_from(username, password)
-        connect_to = await _service.connect_to(repository, registry_service)
+        credentials, connect_to = await _inspection.registry_access(
+            repository, username, password, registry_service
+        )
         return await _inspection.repository_tags(
             repository, credentials=credentials, connect_to=connect_to
         )
@@ -297,9 +305,9 @@ class Brokkr:
         Markdown table (image, platform, compressed size = config + layers).
         Never cached: every call asks the registry.
         """
-        _service.check(address, registry_service)
-        credentials = await _inspection.credentials_from(username, password)
-        connect_to = await _service.connect_to(address, registry_service)
+        credentials, connect_to = await _inspection.registry_access(
+            address, username, password, registry_service
+        )
         info = await _inspection.inspect_address(
             address, credentials=credentials, connect_to=connect_to
         )
@@ -417,7 +425,9 @@ class Brokkr:
         repository = _publish.repository_address(request.registry, request.components[0])
         _service.check(repository, registry_service)
         key = await _signing.key_from_secrets(signing_key, signing_password)
-        credentials = await _inspection.credentials_from(username, password)
+        credentials, connect_to = await _inspection.registry_access(
+            repository, username, password, registry_service
+        )
         return await _publish.publish(
             request,
             self.source,
@@ -426,7 +436,7 @@ class Brokkr:
             credentials=credentials,
             signing_key=key,
             registry_service=registry_service,
-            connect_to=await _service.connect_to(repository, registry_service),
+            connect_to=connect_to,
         )
 
     @function(cache="never")
@@ -456,8 +466,9 @@ class Brokkr:
         ref = parse_reference(address)
         _service.check(address, registry_service)
         key = _signing.load_public_key(await public_key.contents())
-        credentials = await _inspection.credentials_from(username, password)
-        connect_to = await _service.connect_to(address, registry_service)
+        credentials, connect_to = await _inspection.registry_access(
+            address, username, password, registry_service
+        )
         return await _verify.verify_address(
             ref, key, credentials=credentials, connect_to=connect_to
         )
