@@ -24,7 +24,7 @@ from dagger import dag
 
 from ci import _rust, _ui
 from ci._components import Component, ComponentSpec, Stage, component_spec
-from ci._errors import BrokkrError
+from ci._errors import BrokkrError, first_line
 from ci._platforms import BuildPlan, PlatformSpec, parse_platform, plan_build
 from ci._ui import has_lockfile, normalize_ui_path, ui_folder, ui_image
 
@@ -260,7 +260,7 @@ async def check_starts(
             await image.with_exec(check).stdout()
         except dagger.ExecError as e:
             if list(e.command)[-len(check) :] != check:
-                failures.append(f"{spec.name} for {platform} did not build: {_first_line(e)}")
+                failures.append(f"{spec.name} for {platform} did not build: {first_line(e)}")
                 return
             output = f"{e.stdout}\n{e.stderr}".strip()[-CHECK_OUTPUT_LIMIT:] or "(no output)"
             failures.append(
@@ -268,7 +268,7 @@ async def check_starts(
                 f"exited {e.exit_code}; output:\n{output}"
             )
         except dagger.QueryError as e:
-            failures.append(f"{spec.name} for {platform} did not build: {_first_line(e)}")
+            failures.append(f"{spec.name} for {platform} did not build: {first_line(e)}")
 
     async with anyio.create_task_group() as tg:
         for image, platform in zip(images, platforms, strict=True):
@@ -280,11 +280,6 @@ async def check_starts(
 def _describe(check: list[str]) -> str:
     """`check` as a shell line, a multi-line script argument shown by its first line."""
     return shlex.join(arg.splitlines()[0] + " …" if "\n" in arg else arg for arg in check)
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else "unknown error"
 
 
 async def build_image(

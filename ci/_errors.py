@@ -7,3 +7,9 @@ class BrokkrError(Exception):
     Its message is what `dagger call` prints, so it says what was wrong and what
     is accepted; it never carries a secret.
     """
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first line of an engine error (the rest is usually a long trace)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "unknown error"

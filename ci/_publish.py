@@ -40,7 +40,7 @@ import dagger
 from ci import _image, _push, _sbom, _signing
 from ci._build import check_source
 from ci._components import Component, ComponentSpec, component_spec
-from ci._errors import BrokkrError
+from ci._errors import BrokkrError, first_line
 from ci._labels import REVISION_LABEL, image_labels, validate_created, validate_source_url
 from ci._platforms import parse_platform, parse_platforms
 from ci._reference import ImageReference, is_loopback_host, parse_repository
@@ -328,7 +328,7 @@ async def build(
             # ID instead of resolving the whole build graph again.
             variants[name][index] = await variants[name][index].sync()
         except dagger.QueryError as e:
-            failures.append(f"{name} for {platform}: {_push.first_line(str(e))}")
+            failures.append(f"{name} for {platform}: {first_line(e)}")
 
     await _gather(
         [

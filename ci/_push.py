@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import anyio
 import dagger
 
-from ci._errors import BrokkrError
+from ci._errors import BrokkrError, first_line
 from ci._reference import parse_reference
 
 PUSH_ATTEMPTS = 3
@@ -73,7 +73,7 @@ async def push(
                 address, platform_variants=list(variants), registry_service=registry_service
             )
         except dagger.QueryError as e:
-            reason = first_line(str(e))
+            reason = first_line(e)
             if _REFUSED.search(reason):
                 msg = f"the registry refused {address}: {reason} (check --username/--password)"
                 raise BrokkrError(msg) from None
@@ -82,8 +82,3 @@ async def push(
                 raise BrokkrError(msg) from None
             await anyio.sleep(RETRY_DELAY * 2 ** (attempt - 1))
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def first_line(text: str) -> str:
-    """The first line of an engine error (the rest is usually a long trace)."""
-    return text.strip().splitlines()[0] if text.strip() else "unknown error"

@@ -54,7 +54,7 @@ from dagger import dag
 from ci import _referrers, _rust
 from ci._build import DEFAULT_UI_PATH, build_image, native_platform
 from ci._components import Component, ComponentSpec, component_spec
-from ci._errors import BrokkrError
+from ci._errors import BrokkrError, first_line
 from ci._platforms import PlatformSpec, parse_platform
 from ci._reference import ImageReference
 from ci._registry import RegistryClient
@@ -616,8 +616,7 @@ async def read_contents(
         try:
             await job()
         except dagger.QueryError as e:
-            lines = str(e).strip().splitlines()
-            failures.append(lines[0] if lines else "unknown error")
+            failures.append(first_line(e))
 
     async with anyio.create_task_group() as tg:
         for job in jobs:

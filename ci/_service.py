@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import dagger
 
-from ci._errors import BrokkrError
+from ci._errors import BrokkrError, first_line
 from ci._reference import ImageReference, is_loopback_host, parse_reference
 
 __all__ = ["check", "connect_to"]
@@ -112,7 +112,6 @@ async def connect_to(address: str, service: dagger.Service | None) -> dict[str, 
         started = await service.start()
         endpoint = await started.endpoint(port=port)
     except dagger.QueryError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unknown error"
-        msg = f"--registry-service for {ref.registry} could not be started: {first[:300]}"
+        msg = f"--registry-service for {ref.registry} could not be started: {first_line(e)[:300]}"
         raise BrokkrError(msg) from None
     return {ref.registry: _parse_endpoint(endpoint, ref.registry)}
