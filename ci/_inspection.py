@@ -14,6 +14,7 @@ import dagger
 from dagger import Doc, field, function, object_type
 
 from ci import _referrers, _service, _signing
+from ci._cyclonedx import MEDIA_TYPE as SBOM_MEDIA_TYPE
 from ci._errors import BrokkrError
 from ci._http import markdown_cell
 from ci._reference import parse_reference, parse_repository
@@ -30,9 +31,6 @@ __all__ = [
     "repository_tags",
     "size_table",
 ]
-
-SBOM_TYPE = "application/vnd.cyclonedx+json"
-"""The artifact type of the SBOMs `publish` attaches (`ci._sbom.MEDIA_TYPE`)."""
 
 SIGNATURE_DOC = (
     "Whether a cosign signature is stored for this manifest (its sha256-<hex>.sig tag holds "
@@ -158,7 +156,7 @@ async def sbom_attached(client: RegistryClient, description: ImageDescription) -
     repository = description.reference
 
     async def one(digest: str) -> None:
-        referrers = await _referrers.find(client, repository, digest, artifact_type=SBOM_TYPE)
+        referrers = await _referrers.find(client, repository, digest, artifact_type=SBOM_MEDIA_TYPE)
         found[digest] = bool(referrers)
 
     async with anyio.create_task_group() as tg:

@@ -19,7 +19,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
-from ci import _sbom
+from ci import _cyclonedx
 from ci._components import COMPONENTS, Component
 from ci._errors import BrokkrError
 from ci._platforms import parse_platform
@@ -47,8 +47,8 @@ def validate(text: str) -> None:
     assert errors is None, f"not valid CycloneDX 1.5: {errors}"
 
 
-def agent_contents(arch: str = "amd64") -> _sbom.ImageContents:
-    return _sbom.ImageContents(
+def agent_contents(arch: str = "amd64") -> _cyclonedx.ImageContents:
+    return _cyclonedx.ImageContents(
         os_release=fixture("os-release"),
         dpkg_status=dpkg_status(arch),
         audit_data=audit_data_from_lock(fixture("Cargo.lock"), "brokkr-agent"),
@@ -57,8 +57,8 @@ def agent_contents(arch: str = "amd64") -> _sbom.ImageContents:
     )
 
 
-def ui_contents(arch: str = "x86_64") -> _sbom.ImageContents:
-    return _sbom.ImageContents(
+def ui_contents(arch: str = "x86_64") -> _cyclonedx.ImageContents:
+    return _cyclonedx.ImageContents(
         os_release=ALPINE_RELEASE,
         apk_installed=APK_INSTALLED.format(arch=arch),
         npm_installed=fixture("package-lock.json.gz"),
@@ -74,10 +74,10 @@ def components(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_agent_sbom_from_real_inputs_is_valid_cyclonedx():
-    subject = _sbom.Subject(
+    subject = _cyclonedx.Subject(
         "ghcr.io/colliery-io/brokkr-agent", AMD64, version="1.2.3", digest="sha256:" + "ab" * 32
     )
-    text = _sbom.render(_sbom.build_document(AGENT, subject, agent_contents()))
+    text = _cyclonedx.render(_cyclonedx.build_document(AGENT, subject, agent_contents()))
     validate(text)
     doc = json.loads(text)
     found = components(doc)
@@ -111,14 +111,16 @@ def test_agent_sbom_from_real_inputs_is_valid_cyclonedx():
 
 def test_broker_and_agent_crates_differ_as_their_lockfile_graphs_do():
     lock = fixture("Cargo.lock")
-    broker, _ = _sbom.rust_crates(audit_data_from_lock(lock, "brokkr-broker"), binary="b")
-    agent, _ = _sbom.rust_crates(audit_data_from_lock(lock, "brokkr-agent"), binary="a")
+    broker, _ = _cyclonedx.rust_crates(audit_data_from_lock(lock, "brokkr-broker"), binary="b")
+    agent, _ = _cyclonedx.rust_crates(audit_data_from_lock(lock, "brokkr-agent"), binary="a")
     assert "kube" in {p.name for p in agent}
     assert "kube" not in {p.name for p in broker}
 
 
 def test_ui_sbom_from_a_real_npm_lockfile_is_valid_cyclonedx():
-    text = _sbom.render(_sbom.build_document(UI, _sbom.Subject("brokkr-ui", AMD64), ui_contents()))
+    text = _cyclonedx.render(
+        _cyclonedx.build_document(UI, _cyclonedx.Subject("brokkr-ui", AMD64), ui_contents())
+    )
     validate(text)
     found = components(json.loads(text))
     assert {"react", "react-dom", "axios"} <= {c["name"] for c in found.values()}
@@ -134,8 +136,8 @@ def test_ui_sbom_from_a_real_npm_lockfile_is_valid_cyclonedx():
 
 def test_every_purl_is_canonical():
     for contents, spec in ((agent_contents(), AGENT), (ui_contents(), UI)):
-        doc = _sbom.build_document(
-            spec, _sbom.Subject("x", AMD64, digest="sha256:" + "0" * 64), contents
+        doc = _cyclonedx.build_document(
+            spec, _cyclonedx.Subject("x", AMD64, digest="sha256:" + "0" * 64), contents
         )
         purls = [c["purl"] for c in doc["components"] if "purl" in c]
         purls.append(doc["metadata"]["component"]["purl"])
@@ -145,12 +147,14 @@ def test_every_purl_is_canonical():
 
 
 def test_the_same_image_gives_the_same_sbom():
-    subject = _sbom.Subject("brokkr-agent", ARM64, digest="sha256:" + "1" * 64)
-    first = _sbom.render(_sbom.build_document(AGENT, subject, agent_contents("arm64")))
-    again = _sbom.render(_sbom.build_document(AGENT, subject, agent_contents("arm64")))
+    subject = _cyclonedx.Subject("brokkr-agent", ARM64, digest="sha256:" + "1" * 64)
+    first = _cyclonedx.render(_cyclonedx.build_document(AGENT, subject, agent_contents("arm64")))
+    again = _cyclonedx.render(_cyclonedx.build_document(AGENT, subject, agent_contents("arm64")))
     assert first == again
-    other = _sbom.Subject("brokkr-agent", ARM64, digest="sha256:" + "2" * 64)
-    moved = json.loads(_sbom.render(_sbom.build_document(AGENT, other, agent_contents("arm64"))))
+    other = _cyclonedx.Subject("brokkr-agent", ARM64, digest="sha256:" + "2" * 64)
+    moved = json.loads(
+        _cyclonedx.render(_cyclonedx.build_document(AGENT, other, agent_contents("arm64")))
+    )
     assert moved["serialNumber"] != json.loads(first)["serialNumber"]
 
 
@@ -163,16 +167,18 @@ def test_only_installed_debian_packages_are_listed():
         "Package: tzdata\nStatus: install ok installed\nArchitecture: all\nVersion: 2025b-0\n"
         "Description: time zones\n continuation: not a field\n"
     )
-    (package,) = _sbom.debian_packages(status, distro="debian-12", arch="amd64")
+    (package,) = _cyclonedx.debian_packages(status, distro="debian-12", arch="amd64")
     assert package.name == "tzdata"
     assert package.purl == "pkg:deb/debian/tzdata@2025b-0?arch=all&distro=debian-12"
 
 
 def test_a_database_of_another_architecture_is_refused():
     with pytest.raises(BrokkrError, match="not read from this platform's image"):
-        _sbom.build_document(AGENT, _sbom.Subject("brokkr-agent", ARM64), agent_contents("amd64"))
+        _cyclonedx.build_document(
+            AGENT, _cyclonedx.Subject("brokkr-agent", ARM64), agent_contents("amd64")
+        )
     with pytest.raises(BrokkrError, match="not read from this platform's image"):
-        _sbom.build_document(UI, _sbom.Subject("brokkr-ui", ARM64), ui_contents("x86_64"))
+        _cyclonedx.build_document(UI, _cyclonedx.Subject("brokkr-ui", ARM64), ui_contents("x86_64"))
 
 
 def test_build_time_crates_are_not_in_the_binary():
@@ -187,7 +193,7 @@ def test_build_time_crates_are_not_in_the_binary():
             ]
         }
     )  # fmt: skip
-    packages, root = _sbom.rust_crates(data, binary="app")
+    packages, root = _cyclonedx.rust_crates(data, binary="app")
     by_name = {p.name: p for p in packages}
     assert set(by_name) == {"app", "serde", "forked"}
     assert root == "cargo:app@1.0.0#local"
@@ -212,12 +218,12 @@ def test_build_time_crates_are_not_in_the_binary():
 )
 def test_bad_audit_data_is_an_error(data: str, problem: str):
     with pytest.raises(BrokkrError, match=problem):
-        _sbom.rust_crates(data, binary="brokkr-agent")
+        _cyclonedx.rust_crates(data, binary="brokkr-agent")
 
 
 def test_an_empty_dpkg_database_is_an_error():
     with pytest.raises(BrokkrError, match="no installed package"):
-        _sbom.debian_packages("", distro="debian-12", arch="amd64")
+        _cyclonedx.debian_packages("", distro="debian-12", arch="amd64")
 
 
 # -- the graph: what the sbom function reads, and from where ----------------------------
