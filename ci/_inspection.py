@@ -182,17 +182,7 @@ async def signatures_stored(
         stored = await client.fetch_manifest_or_none(
             repository.with_tag(_signing.signature_tag(digest))
         )
-        layers = stored.document.get("layers") if stored is not None else None
-        found[digest] = (
-            stored is not None
-            and not stored.is_index
-            and isinstance(layers, list)
-            and any(
-                isinstance(layer, dict)
-                and layer.get("mediaType") == _signing.SIMPLE_SIGNING_MEDIA_TYPE
-                for layer in layers
-            )
-        )
+        found[digest] = stored is not None and bool(_signing.signature_layers(stored))
 
     digests = dict.fromkeys([description.digest, *(p.digest for p in description.platforms)])
     async with anyio.create_task_group() as tg:

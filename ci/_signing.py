@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ci._errors import BrokkrError
 from ci._reference import ImageReference, validate_digest
-from ci._registry import DOCKER_MANIFEST, OCI_MANIFEST, RegistryClient
+from ci._registry import DOCKER_MANIFEST, OCI_MANIFEST, Manifest, RegistryClient
 
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 """Media type of a signature layer: its blob is the signed payload."""
@@ -268,6 +268,22 @@ def signature_manifest(
         "layers": list(layers),
     }
     return json.dumps(document, separators=(",", ":")).encode()
+
+
+def signature_layers(stored: Manifest) -> list[Mapping[str, Any]] | None:
+    """The cosign signature layers of what a `sha256-<hex>.sig` tag holds.
+
+    None when it is not a signature image (not an image manifest with a layer
+    list); `[]` when it is one without a cosign simple-signing layer.
+    """
+    layers = stored.document.get("layers")
+    if stored.media_type not in (OCI_MANIFEST, DOCKER_MANIFEST) or not isinstance(layers, list):
+        return None
+    return [
+        layer
+        for layer in layers
+        if isinstance(layer, Mapping) and layer.get("mediaType") == SIMPLE_SIGNING_MEDIA_TYPE
+    ]
 
 
 async def sign_manifest(

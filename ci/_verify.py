@@ -34,7 +34,7 @@ from ci._signing import (
     MAX_SIGNATURE_LAYERS,
     SIGNATURE_ANNOTATION,
     SIGNATURE_TYPE,
-    SIMPLE_SIGNING_MEDIA_TYPE,
+    signature_layers,
     signature_tag,
     signature_valid,
 )
@@ -136,14 +136,9 @@ async def check_manifest(
     stored = await client.fetch_manifest_or_none(repository.with_tag(tag))
     if stored is None:
         return ManifestCheck(what, digest, UNSIGNED, f"no signature (no tag {tag})")
-    layers = stored.document.get("layers")
-    if stored.media_type not in (OCI_MANIFEST, DOCKER_MANIFEST) or not isinstance(layers, list):
+    signatures = signature_layers(stored)
+    if signatures is None:
         return ManifestCheck(what, digest, FAILED, f"{tag} is not a signature image")
-    signatures = [
-        layer
-        for layer in layers
-        if isinstance(layer, Mapping) and layer.get("mediaType") == SIMPLE_SIGNING_MEDIA_TYPE
-    ]
     if not signatures:
         return ManifestCheck(what, digest, UNSIGNED, f"{tag} holds no cosign signature")
     if len(signatures) > MAX_SIGNATURE_LAYERS:
