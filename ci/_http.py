@@ -412,10 +412,6 @@ class Reply:
     body: bytes
     url: httpx.URL
 
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
 
 class _Transient(Exception):
     """A failure worth another attempt; its text is safe to show."""

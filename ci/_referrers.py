@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,8 +222,3 @@ async def find(
             raise BrokkrError(f"{ref} holds a {current.media_type}, not a referrers index")
         listed = _entries(current.document, str(ref))
     return [d for d in listed if artifact_type is None or d.get("artifactType") == artifact_type]
-
-
-def artifact_types(referrers: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The distinct artifact types of `referrers`, sorted."""
-    return sorted({str(d.get("artifactType")) for d in referrers if d.get("artifactType")})
