@@ -241,7 +241,7 @@ def rust_crates(audit_json: str, *, binary: str) -> tuple[list[Package], str]:
     _check_size(audit_json, f"the audit data of {binary}")
     try:
         document = json.loads(audit_json)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BrokkrError(f"the audit data of {binary} is not JSON") from None
     entries = document.get("packages") if isinstance(document, dict) else None
     if not isinstance(entries, list) or not entries:
@@ -305,7 +305,7 @@ def npm_packages(lock_text: str) -> list[Package]:
     _check_size(lock_text, NPM_INSTALLED)
     try:
         document = json.loads(lock_text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BrokkrError(f"{NPM_INSTALLED} of the image is not JSON") from None
     entries = document.get("packages") if isinstance(document, dict) else None
     if not isinstance(entries, dict):

@@ -361,7 +361,7 @@ async def _previous_config(
     try:
         blob = await client.get_blob(repository, digest)
         parsed = json.loads(blob)
-    except (BrokkrError, ValueError, UnicodeDecodeError):
+    except (BrokkrError, ValueError, UnicodeDecodeError, RecursionError):
         return None
     return parsed if isinstance(parsed, dict) else None
 

@@ -232,6 +232,27 @@ async def test_existing_signatures_are_kept_and_one_key_signs_once(image: tuple[
 
 
 @pytest.mark.registry
+async def test_existing_signatures_with_an_unreadable_config_are_kept(image: tuple[str, str]):
+    address, digest = image
+    repository = parse_repository(address)
+    other, key = _signing.SigningKey(new_key()), _signing.SigningKey(new_key())
+    payload = _signing.simple_signing_payload(address, digest)
+    layers = [_signing.signature_layer(payload, other.sign(payload))]
+    nested = b"[" * 100_000  # a config nested past Python's recursion limit
+    async with RegistryClient() as client:
+        await client.push_blob(repository, payload)
+        await client.push_blob(repository, nested)
+        body = _signing.signature_manifest(nested, layers)
+        await client.push_manifest(repository, _signing.signature_tag(digest), body, OCI_MANIFEST)
+        assert await _signing.sign_manifest(client, repository, digest, key, created=CREATED)
+        manifest, config = await _signature_image(client, repository, digest)
+
+    assert [x["digest"] for x in manifest.document["layers"]] == [layers[0]["digest"]] * 2
+    assert config["created"] == CREATED  # written afresh: the old config could not be read
+    assert len(config["history"]) == 2
+
+
+@pytest.mark.registry
 async def test_a_foreign_manifest_under_the_signature_tag_is_not_overwritten(
     registry: RegistryServer, image: tuple[str, str]
 ):
