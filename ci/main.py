@@ -10,7 +10,8 @@ private modules of this package:
   tokens in `_auth`, the OCI distribution API in `_registry`, and what
   `inspect` returns in `_inspection`; `--registry-service` in `_service`;
 - pushing and publishing: `_push` and `_publish`;
-- supply chain: the SBOM in `_sbom`, attached to pushed images as OCI
+- supply chain: the SBOM read from an image in `_sbom` and written as a
+  CycloneDX document by `_cyclonedx`, attached to pushed images as OCI
   referrers by `_referrers`; cosign-format signatures in `_signing`, checked
   by `_verify`.
 
@@ -34,7 +35,8 @@ ALL_PLATFORMS = (dagger.Platform("linux/amd64"), dagger.Platform("linux/arm64"))
 # Arguments several functions share, documented once.
 Username = Annotated[str, Doc("Registry user name; empty for anonymous access")]
 Password = Annotated[
-    dagger.Secret | None, Doc("Registry password or token, as a secret (e.g. env://GITHUB_TOKEN)")
+    dagger.Secret | None,
+    Doc("Registry password or token, as a secret: --password env://NAME; needs --username"),
 ]
 Emulate = Annotated[
     bool,
@@ -113,8 +115,8 @@ class Brokkr:
         released: Annotated[
             Sequence[str],
             Doc(
-                "Versions already published (e.g. v1.2.0 2.0.0): the moving tags 1.2, 1 and "
-                "latest never move below them; pre-releases never block"
+                "Versions already published, comma-separated (--released v1.2.0,2.0.0): the "
+                "moving tags 1.2, 1 and latest never move below them; pre-releases never block"
             ),
         ] = (),
     ) -> list[str]:
@@ -123,7 +125,8 @@ class Brokkr:
         A release tag v1.2.3 gives `1.2.3 1.2 1 latest`; a pre-release only its
         version; a branch `<branch>` and `<branch>-sha-<7 hex>` (branch names are
         made into valid tags: feature/foo becomes feature-foo); a pull request
-        `pr-N`. Example: `dagger call tags --ref refs/tags/v1.2.3`.
+        `pr-N`. Examples: `dagger call tags --ref refs/tags/v1.2.3`,
+        `dagger call tags --ref refs/heads/main --sha 0123456789abcdef`.
         """
         return [tag.name for tag in _tags.compute_tags(ref, sha=sha, pr=pr, released=released)]
 
@@ -183,7 +186,8 @@ class Brokkr:
         self,
         component: Annotated[Component, Doc("The image: broker, agent or ui")],
         platforms: Annotated[
-            Sequence[dagger.Platform], Doc("Platforms to build (default: linux/amd64 linux/arm64)")
+            Sequence[dagger.Platform],
+            Doc("Platforms to build, comma-separated (default: linux/amd64,linux/arm64)"),
         ] = ALL_PLATFORMS,
         emulate: Emulate = False,
         ui_path: UiPath = _build.DEFAULT_UI_PATH,
@@ -246,11 +250,11 @@ class Brokkr:
         """An image's digest, media type and platforms, read from its registry without Docker.
 
         `dagger call inspect --address ghcr.io/colliery-io/brokkr-broker:1.2.3 summary`
-        prints whether the index has a stored cosign signature and a table
-        (platform, compressed size, SBOM attached, signature stored, manifest
-        digest); chain a field instead for one value, e.g. `... digest` or
-        `... platforms platform`. A stored signature is not checked here:
-        `verify` checks it against a key.
+        prints the address, digest and media type, whether a cosign signature is
+        stored for the digest, and a table (platform, compressed size, SBOM
+        attached, signature stored, manifest digest); chain a field instead for
+        one value, e.g. `... digest` or `... platforms platform`. A stored
+        signature is not checked here: `verify` checks it against a key.
         Attestation manifests are left out. Never cached: every call asks the registry.
         Bounded: at most 300 s in all, 4 MiB per manifest, 64 platforms per index;
         a registry that breaks a limit gets an error naming it (README, "What a
@@ -293,7 +297,10 @@ class Brokkr:
         self,
         address: Annotated[
             str,
-            Doc("The image: registry/org/name:tag or registry/org/name@sha256:<digest>"),
+            Doc(
+                "The image: registry/org/name:tag, registry/org/name@sha256:<digest> "
+                "or registry/org/name:tag@sha256:<digest>"
+            ),
         ],
         username: Username = "",
         password: Password = None,
@@ -330,11 +337,13 @@ class Brokkr:
             dagger.Secret | None,
             Doc(
                 "Registry password or token, as a secret (--password env://GITHUB_TOKEN). "
-                "Without it the Docker login the Dagger CLI forwards is used."
+                "Without it the pushes use the Docker login the Dagger CLI forwards, and no "
+                "SBOM is attached."
             ),
         ] = None,
         platforms: Annotated[
-            Sequence[dagger.Platform], Doc("Platforms of every image")
+            Sequence[dagger.Platform],
+            Doc("Platforms of every image, comma-separated (default: linux/amd64,linux/arm64)"),
         ] = ALL_PLATFORMS,
         dry_run: Annotated[
             bool, Doc("Print every address that would be pushed; build and push nothing")
@@ -357,7 +366,8 @@ class Brokkr:
             Doc(
                 "Sign every pushed index and platform manifest in cosign's format with this "
                 "PEM EC P-256 private key, as a secret (--signing-key env://COSIGN_KEY); "
-                "needs --username/--password to store the signatures"
+                "needs --username/--password to store the signatures (except on a loopback "
+                "registry)"
             ),
         ] = None,
         signing_password: Annotated[
@@ -378,14 +388,16 @@ class Brokkr:
         Tags come from the ref (see `tags`), with the registry's existing
         releases deciding whether moving tags (1.2, 1, latest) may move. An
         immutable tag that already exists stops the run before anything is
-        built. All variants are built before the first push; a failed build
-        pushes nothing. Returns one `address@sha256:…` line per pushed tag,
-        each read back from the registry. Without --username/--password the
-        pushes use the Docker login the Dagger CLI forwards, and the registry
-        is read anonymously. CI runs:
+        built. Every variant is built and start-checked before the first push;
+        a failed build or check pushes nothing. Returns one `address@sha256:…`
+        line per pushed tag, each read back from the registry, then `#` notes.
+        Without --username/--password the pushes use the Docker login the
+        Dagger CLI forwards, and the module's own registry reads are anonymous.
+        Brokkr's workflow runs it by reference on Brokkr's checkout:
 
-        dagger call publish --ref "$GITHUB_REF" --sha "$GITHUB_SHA"
-        --username "$GITHUB_ACTOR" --password env://GITHUB_TOKEN
+            dagger call -m github.com/colliery-io/brokkr-ci@<ref> --source=. publish \\
+              --ref "$GITHUB_REF" --sha "$GITHUB_SHA" \\
+              --username "$GITHUB_ACTOR" --password env://GITHUB_TOKEN --format json
 
         With --username/--password each platform's SBOM is attached to its
         manifest as an OCI referrer (`# sbom …` lines; without them a
@@ -393,7 +405,8 @@ class Brokkr:
         platform manifest and the index are signed after the read-back, as
         `cosign sign --key` would (signatures under sha256-<hex>.sig tags,
         `# signature …` lines; `verify` and `cosign verify --key` check them).
-        The key is checked before anything is built.
+        The key is checked before anything is built. --dry-run prints every
+        address that would be pushed and builds and pushes nothing.
 
         --format json prints one JSON array instead, and nothing else, one
         object per tag: component, repository, tag, address, digest (the
@@ -444,7 +457,10 @@ class Brokkr:
         self,
         address: Annotated[
             str,
-            Doc("The image: registry/org/name:tag or registry/org/name@sha256:<digest>"),
+            Doc(
+                "The image: registry/org/name:tag, registry/org/name@sha256:<digest> "
+                "or registry/org/name:tag@sha256:<digest>"
+            ),
         ],
         public_key: Annotated[
             dagger.File,
