@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import json
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -377,39 +377,33 @@ class RegistryClient:
         what = f"the referrers list of {digest} in {name}"
         url = f"{ref.base_url}/v2/{ref.repository}/referrers/{digest}"
         referrers: list[dict[str, Any]] = []
-        seen: set[str] = set()
+        pages = self._pages(
+            url,
+            ref=ref,
+            what=what,
+            pages_name="listing pages",
+            body_name="manifests and indexes",
+            request_what=f"the referrers of {digest}",
+            headers={"Accept": OCI_INDEX},
+        )
         with self.operation(ref.registry, f"listing the referrers of {digest} in {name}"):
-            while True:
-                if url in seen:
-                    raise BrokkrError(f"{what} does not end (page {clean(url, 120)})")
-                if len(seen) >= self._limits.tag_pages:
-                    raise BrokkrError(
-                        f"{what} has more than {self._limits.tag_pages} pages (the limit for "
-                        "listing pages)"
-                    )
-                seen.add(url)
-                reply = await self._request(
-                    "GET",
-                    url,
-                    ref=ref,
-                    limit=BodyLimit.named(self._limits.manifest_bytes, "manifests and indexes"),
-                    what=f"the referrers of {digest}",
-                    headers={"Accept": OCI_INDEX},
-                )
-                if len(seen) == 1 and reply.status in NO_REFERRERS_API:
-                    return None
-                self._expect_ok(reply, ref, f"listing the referrers of {digest}")
-                document = _parse_json(reply.body, what)
-                page = document.get("manifests", [])
-                if not isinstance(page, list) or not all(isinstance(m, dict) for m in page):
-                    raise BrokkrError(f"{what} is malformed")
-                if len(referrers) + len(page) > MAX_REFERRERS:
-                    raise BrokkrError(f"{what} has more than {MAX_REFERRERS} entries; refusing it")
-                referrers.extend(page)
-                following = self._next_page(reply, ref, what)
-                if following is None:
-                    return referrers
-                url = following
+            async with contextlib.aclosing(pages):
+                first = True
+                async for reply in pages:
+                    if first and reply.status in NO_REFERRERS_API:
+                        return None
+                    first = False
+                    self._expect_ok(reply, ref, f"listing the referrers of {digest}")
+                    document = _parse_json(reply.body, what)
+                    page = document.get("manifests", [])
+                    if not isinstance(page, list) or not all(isinstance(m, dict) for m in page):
+                        raise BrokkrError(f"{what} is malformed")
+                    if len(referrers) + len(page) > MAX_REFERRERS:
+                        raise BrokkrError(
+                            f"{what} has more than {MAX_REFERRERS} entries; refusing it"
+                        )
+                    referrers.extend(page)
+        return referrers
 
     async def resolve_digest(self, ref: ImageReference) -> str:
         """The digest a tag (or digest) reference points at, verified."""
@@ -520,45 +514,73 @@ class RegistryClient:
         if page_size is not None:
             url += f"?n={page_size}"
         tags: list[str] = []
+        what = f"the tag list of {name}"
+        pages = self._pages(
+            url, ref=repository, what=what, pages_name="tag list pages", body_name="tag list pages"
+        )
+        async with contextlib.aclosing(pages):
+            async for reply in pages:
+                if reply.status == 404:
+                    if missing_ok:
+                        return []
+                    raise BrokkrError(f"not found: {name} (no such repository)")
+                self._expect_ok(reply, repository, "listing tags")
+                document = _parse_json(reply.body, what)
+                page = document.get("tags") or []
+                if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+                    raise BrokkrError(f"the registry sent a malformed tag list for {name}")
+                for tag in page:
+                    if not OCI_TAG.fullmatch(tag):
+                        raise BrokkrError(f"{what} holds an invalid tag {clean(tag, 80)!r}")
+                if len(tags) + len(page) > limits.tags:
+                    raise BrokkrError(
+                        f"{name} has more than {limits.tags} tags (the limit for one tag listing)"
+                    )
+                tags.extend(page)
+        return tags
+
+    async def _pages(
+        self,
+        url: str,
+        *,
+        ref: ImageReference,
+        what: str,
+        pages_name: str,
+        body_name: str,
+        request_what: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[Reply]:
+        """Every page of a listing from ``url`` on, as the caller takes them (any status).
+
+        The next page is the ``Link: <…>; rel="next"`` of the one just taken, on
+        the same server only (``_next_page``); a page seen before is an error,
+        and so is a page past ``limits.tag_pages`` (``pages_name`` names that
+        limit). Each page is at most ``limits.manifest_bytes`` (``body_name``
+        names that limit). ``what`` names the listing in errors, ``request_what``
+        (default ``what``) the page in body errors.
+        """
         seen: set[str] = set()
         while True:
             if url in seen:
-                raise BrokkrError(f"the tag list of {name} does not end (page {clean(url, 120)})")
-            if len(seen) >= limits.tag_pages:
+                raise BrokkrError(f"{what} does not end (page {clean(url, 120)})")
+            if len(seen) >= self._limits.tag_pages:
                 raise BrokkrError(
-                    f"the tag list of {name} has more than {limits.tag_pages} pages "
-                    "(the limit for tag list pages)"
+                    f"{what} has more than {self._limits.tag_pages} pages (the limit for "
+                    f"{pages_name})"
                 )
             seen.add(url)
             reply = await self._request(
                 "GET",
                 url,
-                ref=repository,
-                limit=BodyLimit.named(limits.manifest_bytes, "tag list pages"),
-                what=f"the tag list of {name}",
+                ref=ref,
+                limit=BodyLimit.named(self._limits.manifest_bytes, body_name),
+                what=request_what or what,
+                headers=headers,
             )
-            if reply.status == 404:
-                if missing_ok:
-                    return []
-                raise BrokkrError(f"not found: {name} (no such repository)")
-            self._expect_ok(reply, repository, "listing tags")
-            document = _parse_json(reply.body, f"the tag list of {name}")
-            page = document.get("tags") or []
-            if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
-                raise BrokkrError(f"the registry sent a malformed tag list for {name}")
-            for tag in page:
-                if not OCI_TAG.fullmatch(tag):
-                    raise BrokkrError(
-                        f"the tag list of {name} holds an invalid tag {clean(tag, 80)!r}"
-                    )
-            if len(tags) + len(page) > limits.tags:
-                raise BrokkrError(
-                    f"{name} has more than {limits.tags} tags (the limit for one tag listing)"
-                )
-            tags.extend(page)
-            following = self._next_page(reply, repository, f"the tag list of {name}")
+            yield reply
+            following = self._next_page(reply, ref, what)
             if following is None:
-                return tags
+                return
             url = following
 
     def _next_page(self, reply: Reply, repository: ImageReference, what: str) -> str | None:
