@@ -74,6 +74,7 @@ __all__ = [
     "markdown_cell",
     "registry_errors",
     "retry_delay",
+    "same_origin",
     "size_text",
     "status_text",
 ]
@@ -428,6 +429,11 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
 
 
+def same_origin(url: httpx.URL, other: httpx.URL) -> bool:
+    """Whether ``url`` is on ``other``'s server: the same scheme, host and port."""
+    return _origin(url) == _origin(other)
+
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -617,10 +623,10 @@ class HttpSession:
             raise BrokkrError(
                 f"cannot request {clean(url)!r} from {target}: not a valid URL"
             ) from None
-        first = _origin(current)
+        first = current
         for _ in range(self.limits.redirects + 1):
             sent = dict(headers)
-            if _origin(current) != first:
+            if not same_origin(current, first):
                 sent.pop("Authorization", None)  # credentials stay with their origin
             answer = await self._exchange(method, current, sent, content, limit, target, what)
             if isinstance(answer, Reply):

@@ -46,6 +46,7 @@ from ci._http import (
     error_codes,
     header_values,
     retry_delay,
+    same_origin,
     status_text,
 )
 from ci._reference import ImageReference, is_loopback_host, validate_digest
@@ -591,14 +592,9 @@ class RegistryClient:
         link = next_link(links)
         if link is None:
             return None
-        origin = httpx.URL(repository.base_url)
         try:
             target = reply.url.join(link.strip())
-            same = (target.scheme, target.host, target.port) == (
-                origin.scheme,
-                origin.host,
-                origin.port,
-            )
+            same = same_origin(target, httpx.URL(repository.base_url))
         except (httpx.InvalidURL, ValueError):
             raise BrokkrError(f"{what} links to a malformed URL {clean(link, 100)!r}") from None
         if not same:
@@ -717,12 +713,7 @@ class RegistryClient:
                 )
             try:
                 upload = started.url.join(locations[0].strip())
-                origin = httpx.URL(ref.base_url)
-                same = (upload.scheme, upload.host, upload.port) == (
-                    origin.scheme,
-                    origin.host,
-                    origin.port,
-                )
+                same = same_origin(upload, httpx.URL(ref.base_url))
                 target = str(upload.copy_merge_params({"digest": digest}))
             except (httpx.InvalidURL, ValueError):
                 raise BrokkrError(
