@@ -21,7 +21,6 @@ the OCI distribution specification tells clients to.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,15 +28,18 @@ from typing import Any
 
 from ci._errors import BrokkrError
 from ci._reference import ImageReference, validate_digest
-from ci._registry import MAX_REFERRERS, OCI_INDEX, OCI_MANIFEST, RegistryClient
+from ci._registry import (
+    MAX_REFERRERS,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    RegistryClient,
+    descriptor,
+    sha256_digest,
+)
 
 EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_CONFIG = b"{}"
-EMPTY_DESCRIPTOR: Mapping[str, Any] = {
-    "mediaType": EMPTY_MEDIA_TYPE,
-    "digest": "sha256:" + hashlib.sha256(EMPTY_CONFIG).hexdigest(),
-    "size": len(EMPTY_CONFIG),
-}
+EMPTY_DESCRIPTOR: Mapping[str, Any] = descriptor(EMPTY_MEDIA_TYPE, EMPTY_CONFIG)
 """The OCI empty descriptor, the config of an artifact manifest."""
 
 FALLBACK_WRITES = 3
@@ -71,17 +73,12 @@ def artifact_manifest(
     annotations: Mapping[str, str] | None = None,
 ) -> bytes:
     """The OCI 1.1 artifact manifest for `blob` (of media type `artifact_type`) on `subject`."""
-    layer = {
-        "mediaType": artifact_type,
-        "digest": "sha256:" + hashlib.sha256(blob).hexdigest(),
-        "size": len(blob),
-    }
     document: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "artifactType": artifact_type,
         "config": dict(EMPTY_DESCRIPTOR),
-        "layers": [layer],
+        "layers": [descriptor(artifact_type, blob)],
         "subject": dict(subject),
     }
     if annotations:
@@ -95,7 +92,7 @@ def referrer_descriptor(manifest_body: bytes) -> dict[str, Any]:
     document = json.loads(manifest_body)
     descriptor: dict[str, Any] = {
         "mediaType": document.get("mediaType", OCI_MANIFEST),
-        "digest": "sha256:" + hashlib.sha256(manifest_body).hexdigest(),
+        "digest": sha256_digest(manifest_body),
         "size": len(manifest_body),
     }
     artifact_type = document.get("artifactType") or document.get("config", {}).get("mediaType")
@@ -161,17 +158,12 @@ async def attach(
     )
     await client.push_blob(repository, EMPTY_CONFIG)
     await client.push_blob(repository, blob)
-    digest = await client.push_manifest(repository, referrer_digest(body), body, OCI_MANIFEST)
+    digest = await client.push_manifest(repository, sha256_digest(body), body, OCI_MANIFEST)
     if await client.get_referrers(repository, subject_digest) is not None:
         return Attached(subject_digest, digest, "referrers API")
     tag = fallback_tag(subject_digest)
     await _update_fallback(client, repository, tag, referrer_descriptor(body))
     return Attached(subject_digest, digest, f"tag {tag}")
-
-
-def referrer_digest(body: bytes) -> str:
-    """The digest of a manifest body."""
-    return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 async def _update_fallback(

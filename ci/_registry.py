@@ -71,8 +71,10 @@ __all__ = [
     "Manifest",
     "PlatformDescription",
     "RegistryClient",
+    "descriptor",
     "next_link",
     "retry_delay",
+    "sha256_digest",
 ]
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -143,6 +145,16 @@ class ImageDescription:
 
 def _hash(algorithm: str, data: bytes) -> str:
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+
+
+def sha256_digest(data: bytes) -> str:
+    """The ``sha256:<hex>`` digest of a blob or manifest body."""
+    return _hash("sha256", data)
+
+
+def descriptor(media_type: str, data: bytes) -> dict[str, Any]:
+    """The OCI descriptor of ``data``: media type, size and sha256 digest."""
+    return {"mediaType": media_type, "size": len(data), "digest": sha256_digest(data)}
 
 
 def next_link(values: list[str]) -> str | None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +43,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ci._errors import BrokkrError
 from ci._reference import ImageReference, validate_digest
-from ci._registry import DOCKER_MANIFEST, OCI_MANIFEST, Manifest, RegistryClient
+from ci._registry import (
+    DOCKER_MANIFEST,
+    OCI_MANIFEST,
+    Manifest,
+    RegistryClient,
+    descriptor,
+    sha256_digest,
+)
 
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 """Media type of a signature layer: its blob is the signed payload."""
@@ -210,18 +216,10 @@ def signature_valid(public_key: ec.EllipticCurvePublicKey, payload: bytes, signa
     return True
 
 
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _descriptor(media_type: str, data: bytes) -> dict[str, Any]:
-    return {"mediaType": media_type, "size": len(data), "digest": _sha256(data)}
-
-
 def signature_layer(payload: bytes, signature: str) -> dict[str, Any]:
     """The layer descriptor of one signature: the payload blob, annotated with the signature."""
     return {
-        **_descriptor(SIMPLE_SIGNING_MEDIA_TYPE, payload),
+        **descriptor(SIMPLE_SIGNING_MEDIA_TYPE, payload),
         "annotations": {SIGNATURE_ANNOTATION: signature},
     }
 
@@ -264,7 +262,7 @@ def signature_manifest(
     document = {
         "schemaVersion": 2,
         "mediaType": media_type,
-        "config": _descriptor(OCI_CONFIG, config),
+        "config": descriptor(OCI_CONFIG, config),
         "layers": list(layers),
     }
     return json.dumps(document, separators=(",", ":")).encode()
@@ -312,7 +310,7 @@ async def sign_manifest(
         for layer in layers:
             annotations = layer.get("annotations")
             if (
-                layer.get("digest") == _sha256(payload)
+                layer.get("digest") == sha256_digest(payload)
                 and isinstance(annotations, Mapping)
                 and signature_valid(
                     key.public_key, payload, str(annotations.get(SIGNATURE_ANNOTATION))

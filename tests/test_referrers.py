@@ -24,7 +24,7 @@ from dagger.mod._exceptions import FunctionError
 from ci import _publish, _push, _referrers, _sbom
 from ci._errors import BrokkrError
 from ci._reference import parse_reference, parse_repository
-from ci._registry import OCI_INDEX, OCI_MANIFEST, Credentials, RegistryClient
+from ci._registry import OCI_INDEX, OCI_MANIFEST, Credentials, RegistryClient, sha256_digest
 from ci._signing import signature_tag
 from tests._registry_proxy import RegistryProxy
 from tests._registry_server import RegistryServer, push_image
@@ -127,7 +127,7 @@ async def test_attaching_twice_adds_nothing_and_other_referrers_are_kept(
         body = _referrers.artifact_manifest(descriptor, artifact_type=COSIGN_SIG, blob=b"sig")
         await client.push_blob(repo, _referrers.EMPTY_CONFIG)
         await client.push_blob(repo, b"sig")
-        await client.push_manifest(repo, _referrers.referrer_digest(body), body, OCI_MANIFEST)
+        await client.push_manifest(repo, sha256_digest(body), body, OCI_MANIFEST)
         theirs = {**_referrers.referrer_descriptor(body), "annotations": {"tool": "cosign"}}
         existing = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [theirs]})
         await client.push_manifest(
