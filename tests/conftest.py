@@ -26,6 +26,7 @@ settings.register_profile("brokkr", deadline=None, suppress_health_check=[Health
 settings.load_profile("brokkr")
 
 # Fixture modules (one import line each).
+from tests._publishing import namespace, no_waiting, publishing  # noqa: E402, F401
 from tests._registry_server import auth_registry, registry  # noqa: E402, F401
 from tests._standin import brokkr, engine, fixture_source, standin_engine  # noqa: E402, F401
 

@@ -14,7 +14,8 @@ import pytest
 from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
-from ci import _publish, _push
+from ci import _push
+from tests._publishing import RECIPE
 from tests._registry_server import RegistryServer, push_image
 from tests._sbom_inputs import answer_image_reads
 from tests._standin import (
@@ -26,36 +27,16 @@ from tests._standin import (
     push_to_registry,
 )
 
-pytestmark = pytest.mark.registry
+pytestmark = [pytest.mark.registry, pytest.mark.usefixtures("no_waiting")]
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 BOTH = ["linux/amd64", "linux/arm64"]
 COMPONENTS = ["brokkr-broker", "brokkr-agent", "brokkr-ui"]
-RECIPE = '{"skeleton": {"manifests": []}, "recipe": "fixture"}'
-
-
-@pytest.fixture(autouse=True)
-def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_push, "RETRY_DELAY", 0.0)
-    monkeypatch.setattr(_publish, "READ_BACK_DELAY", 0.0)
 
 
 def really_push(engine: StandInEngine, server: RegistryServer) -> Callable[[Push], str | None]:
     """Let the stand-in's publish really push to ``server``."""
     return push_to_registry(engine, registry=server.registry, base_url=server.base_url)
-
-
-@pytest.fixture
-def namespace(registry: RegistryServer) -> str:
-    """A fresh `--registry` namespace in the loopback registry, for this test alone."""
-    return f"{registry.registry}/t{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def publishing(engine: StandInEngine, registry: RegistryServer) -> StandInEngine:
-    engine.container_files["/app/recipe.json"] = RECIPE
-    engine.on_publish = really_push(engine, registry)
-    return engine
 
 
 def output_lines(text: str) -> list[str]:

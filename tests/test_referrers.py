@@ -21,7 +21,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
-from ci import _publish, _push, _referrers, _sbom
+from ci import _referrers, _sbom
 from ci._errors import BrokkrError
 from ci._reference import parse_reference, parse_repository
 from ci._registry import OCI_INDEX, OCI_MANIFEST, Credentials, RegistryClient, sha256_digest
@@ -31,17 +31,11 @@ from tests._registry_server import RegistryServer, push_image
 from tests._sbom_inputs import answer_image_reads
 from tests._standin import ModuleCaller, StandInEngine, push_to_registry
 
-pytestmark = pytest.mark.registry
+pytestmark = [pytest.mark.registry, pytest.mark.usefixtures("no_waiting")]
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 SBOM = _sbom.MEDIA_TYPE
 COSIGN_SIG = "application/vnd.dev.cosign.artifact.sig.v1+json"
-
-
-@pytest.fixture(autouse=True)
-def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_push, "RETRY_DELAY", 0.0)
-    monkeypatch.setattr(_publish, "READ_BACK_DELAY", 0.0)
 
 
 def get(server: RegistryServer, path: str, accept: str = OCI_INDEX) -> httpx.Response:

@@ -17,25 +17,22 @@ from pathlib import Path
 import dagger
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
-from ci import _publish, _push
 from ci._auth import Credentials
 from ci._errors import BrokkrError
 from ci._http import ConnectTo
 from ci._reference import parse_reference, parse_repository
 from ci._registry import RegistryClient
+from tests._publishing import RECIPE, pem_pair
 from tests._registry_server import RegistryServer, build_image, free_port, push_image
 from tests._sbom_inputs import answer_image_reads
 from tests._standin import ModuleCaller, StandInEngine, push_to_registry, service_endpoint
 
-pytestmark = pytest.mark.registry
+pytestmark = [pytest.mark.registry, pytest.mark.usefixtures("no_waiting")]
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
-RECIPE = '{"skeleton": {"manifests": []}, "recipe": "fixture"}'
 
 
 class Recording(httpx.AsyncBaseTransport):
@@ -226,12 +223,6 @@ def test_connect_to_refuses_what_is_not_an_origin_and_an_endpoint(routes):
 # Through the module, on the stand-in engine -----------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_push, "RETRY_DELAY", 0.0)
-    monkeypatch.setattr(_publish, "READ_BACK_DELAY", 0.0)
-
-
 async def host_service(address_registry: str, server: RegistryServer) -> str:
     """`--registry-service`: the address's port forwarded to the registry's real port."""
     port = int(address_registry.rpartition(":")[2])
@@ -261,19 +252,9 @@ async def test_the_standin_answers_host_service_endpoints(engine: StandInEngine)
 
 
 def key_pair(tmp_path: Path) -> tuple[str, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = tmp_path / "cosign.pub"
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
+    private, public = pem_pair()
+    (tmp_path / "cosign.pub").write_bytes(public)
+    return private, tmp_path / "cosign.pub"
 
 
 async def test_publish_and_read_back_through_the_registry_service(

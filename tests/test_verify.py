@@ -14,21 +14,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
-from ci import _publish, _push, _sbom, _signing
+from ci import _sbom, _signing
+from tests._publishing import pem_pair
 from tests._registry_server import RegistryServer, push_image
 from tests._skopeo import Skopeo, skopeo_binary  # noqa: F401 (a fixture, used below)
-from tests._standin import ModuleCaller, StandInEngine, push_to_registry
+from tests._standin import ModuleCaller, StandInEngine
 
-pytestmark = pytest.mark.registry
+pytestmark = [pytest.mark.registry, pytest.mark.usefixtures("no_waiting")]
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 BOTH = ["linux/amd64", "linux/arm64"]
-RECIPE = '{"skeleton": {"manifests": []}, "recipe": "fixture"}'
 JSON_KEYS = [
     "component",
     "repository",
@@ -40,40 +38,6 @@ JSON_KEYS = [
     "sboms_not_attached",
     "signatures",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_push, "RETRY_DELAY", 0.0)
-    monkeypatch.setattr(_publish, "READ_BACK_DELAY", 0.0)
-
-
-@pytest.fixture
-def namespace(registry: RegistryServer) -> str:
-    return f"{registry.registry}/t{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def publishing(engine: StandInEngine, registry: RegistryServer) -> StandInEngine:
-    engine.container_files["/app/recipe.json"] = RECIPE
-    engine.on_publish = push_to_registry(
-        engine, registry=registry.registry, base_url=registry.base_url
-    )
-    return engine
-
-
-def pem_pair() -> tuple[str, bytes]:
-    """A fresh EC P-256 key: (private PKCS#8 PEM, public PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, public
 
 
 @pytest.fixture
