@@ -48,10 +48,12 @@ mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/debs"
 # the stanza of its release, not -security or -updates), or BROKKR_DEBIAN_MIRROR.
 mirror=${BROKKR_DEBIAN_MIRROR:-$(python3 - <<'PY'
 import glob, os, re
-codename = ""
-for line in open("/etc/os-release"):
-    if line.startswith("VERSION_CODENAME="):
-        codename = line.split("=", 1)[1].strip().strip('"')
+release = dict(
+    line.rstrip("\n").split("=", 1) for line in open("/etc/os-release") if "=" in line
+)
+codename = release.get("VERSION_CODENAME", "").strip('"')
+if release.get("ID", "").strip('"') != "debian":
+    codename = ""  # another distribution's archive has no trixie
 found = []
 for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
     for stanza in re.split(r"\n\s*\n", open(path).read()):

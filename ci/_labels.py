@@ -26,8 +26,9 @@ EPOCH = "1970-01-01T00:00:00Z"
 def validate_created(created: str) -> str:
     """Check `created` is an RFC 3339 timestamp (the commit time); return it, or `EPOCH`.
 
-    The label holds the commit time rather than the wall clock so that the same
-    commit rebuilds to the same image digest.
+    The label holds the commit time rather than the wall clock, so that the
+    labels of two builds of one commit are the same. (The image digest still
+    differs: layer timestamps are not fixed.)
     """
     if not created:
         return EPOCH
@@ -63,8 +64,8 @@ def image_labels(
     """The `org.opencontainers.image.*` labels of one published image.
 
     `version` is the most specific tag; `created` is the commit time, or
-    `EPOCH` (never the wall clock: that would change the digest on every
-    rebuild of the same commit).
+    `EPOCH` (never the wall clock, so the labels of a commit never change
+    between builds).
     """
     return {
         "org.opencontainers.image.source": source_url,

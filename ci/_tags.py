@@ -9,13 +9,15 @@ registry. ``compute_tags`` is what ``dagger call tags`` prints and what
 | ``refs/tags/v1.2.3``            | ``1.2.3``, ``1.2``, ``1``, ``latest``    | ``1.2.3`` only     |
 | ``refs/tags/v1.2.3-rc.1``       | ``1.2.3-rc.1``                           | yes                |
 | ``refs/tags/<not semver>``      | the sanitized tag name                   | yes                |
-| ``refs/heads/<branch>`` + sha   | ``<branch>-sha-<7 hex>``, ``<branch>``   | the sha tag only   |
+| ``refs/heads/<branch>`` + sha   | ``<branch>``, ``<branch>-sha-<7 hex>``   | the sha tag only   |
 | ``refs/pull/<N>/merge|head``    | ``pr-N``                                 | no                 |
 
-Order: most specific first. The one immutable tag leads and the moving tags
-follow from the narrowest (``1.2``) to the broadest (``latest``), so a publisher
-that pushes in this order writes the tag that must never change before it moves
-any pointer.
+Order: as the SPEC's table lists them. For a release the immutable version
+leads and the moving tags follow from the narrowest (``1.2``) to the broadest
+(``latest``); a branch gets ``<branch>`` before ``<branch>-sha-<7 hex>``.
+``publish`` pushes the immutable tag first whatever this order is
+(``_publish.pinned_first``), so the tag that must never change is written
+before any pointer moves.
 
 Moving tags never move backwards. Given the versions already published
 (``released``), a stable release takes ``M.m`` only if it is at least every
