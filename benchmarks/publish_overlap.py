@@ -5,7 +5,8 @@ delays every build sync and every push by 0.3 s (the simulated engine work);
 `publish` of a release (`refs/tags/v1.0.0`, all three components, both
 platforms: 6 builds and 12 pushes) runs against it,
 pushing for real to Debian's docker-registry on loopback so the read-back
-verification reads a real registry. The figure printed is
+verification reads a real registry (and the SBOMs, read from the stand-in's
+answers without a delay, are attached there). The figure printed is
 
     wall time of publish / sum of simulated engine work
 
@@ -39,12 +40,14 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 
 def serve_engine(conn: Connection) -> None:
     """The stand-in engine in its own process, as a real engine is; driven through `conn`."""
+    from tests._sbom_inputs import answer_image_reads
     from tests._standin import StandInEngine, push_to_registry, schema_path
 
     engine = StandInEngine(schema_path())
     engine.start()
     conn.send((engine.port, engine.token))
     registry, base_url = conn.recv()
+    answer_image_reads(engine)  # a loopback registry gets the SBOMs without a login
     engine.container_files["/app/recipe.json"] = '{"skeleton": "bench"}'
     engine.on_publish = push_to_registry(engine, registry=registry, base_url=base_url)
     conn.recv()  # the module is connected and constructed: simulate engine work from now on

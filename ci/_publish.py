@@ -12,12 +12,15 @@ The order is the contract (SPEC "Publish"):
    immutable tag, then under its other tags (components in parallel);
 5. every tag is read back and must resolve to the pushed index digest with
    every requested platform;
-6. with credentials, each platform's SBOM (`_sbom`, read from the built image
-   between steps 3 and 4) is attached to its pushed manifest as an OCI
-   referrer (`_referrers`); without them the output says it was not;
+6. each platform's SBOM (`_sbom`, read from the built image between steps 3
+   and 4) is attached to its pushed manifest as an OCI referrer
+   (`_referrers`) when the module's client may write there (`can_write`:
+   with credentials, or anonymously on a loopback registry); otherwise the
+   output says it was not;
 7. with a signing key, every platform manifest and then the index is signed
    in cosign's format (`_signing`), each signature stored under its
-   `sha256-<hex>.sig` tag next to the image.
+   `sha256-<hex>.sig` tag next to the image (the same `can_write` rule,
+   checked before anything runs).
 
 The plan's reads, each component's read-back, all the SBOM attaches and all
 the signing each run under one registry deadline (`RegistryClient.operation`).
@@ -572,14 +575,24 @@ def render(
     return json.dumps(entries, indent=2)
 
 
+def can_write(request: PublishRequest, credentials: Credentials | None) -> bool:
+    """Whether the module's own registry client may write SBOMs and signatures to the registry.
+
+    It logs in only with --username/--password; without them it writes
+    anonymously, which only a loopback registry (a throw-away one, also one
+    reached through --registry-service) is taken to accept.
+    """
+    if credentials is not None:
+        return True
+    repository = parse_repository(repository_address(request.registry, request.components[0]))
+    return is_loopback_host(repository.host)
+
+
 def check_signing_login(
     request: PublishRequest, credentials: Credentials | None, key: _signing.SigningKey | None
 ) -> None:
     """Signing writes through the module's registry client: it needs a login (but on loopback)."""
-    if key is None or credentials is not None:
-        return
-    repository = parse_repository(repository_address(request.registry, request.components[0]))
-    if not is_loopback_host(repository.host):
+    if key is not None and not can_write(request, credentials):
         raise BrokkrError(SIGNING_LOGIN_HINT)
 
 
@@ -618,9 +631,10 @@ async def publish(
         images = await compose(request, source)
         variants = await build(request, targets, images)
         # SBOMs are read before the first push (a failure pushes nothing) and attached
-        # after the read-back, with the credentials; without them publish says so.
+        # after the read-back where the module's client may write; elsewhere publish
+        # says they were not.
         pending = None
-        if credentials is not None:
+        if can_write(request, credentials):
             pending = await _sbom.read_for_publish(sbom_jobs(request, targets, variants))
         refs = await push_and_verify(
             request,

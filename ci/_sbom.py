@@ -178,11 +178,13 @@ async def image_sbom(
 NOT_ATTACHED_REASON = (
     "they are written by the module's own registry client, which logs in only with "
     "--username and --password (the Docker login the Dagger CLI forwards reaches only the "
-    "engine's pushes); pass both to attach them"
+    "engine's pushes) and writes anonymously only to a loopback registry; pass both to "
+    "attach them"
 )
-"""Why `publish` attaches no SBOMs without credentials (`sboms_not_attached` in its JSON)."""
+"""Why `publish` attaches no SBOMs to a non-loopback registry without credentials
+(`sboms_not_attached` in its JSON)."""
 NOT_ATTACHED = f"# SBOMs not attached: {NOT_ATTACHED_REASON}"
-"""The line `publish` ends its text output with when it has no credentials to attach SBOMs."""
+"""The line `publish` ends its text output with when it may not write the SBOMs."""
 
 
 @dataclass(frozen=True)

@@ -337,8 +337,8 @@ class Brokkr:
             dagger.Secret | None,
             Doc(
                 "Registry password or token, as a secret (--password env://GITHUB_TOKEN). "
-                "Without it the pushes use the Docker login the Dagger CLI forwards, and no "
-                "SBOM is attached."
+                "Without it the pushes use the Docker login the Dagger CLI forwards, and "
+                "SBOMs are attached only to a loopback registry."
             ),
         ] = None,
         platforms: Annotated[
@@ -399,12 +399,13 @@ class Brokkr:
               --ref "$GITHUB_REF" --sha "$GITHUB_SHA" \\
               --username "$GITHUB_ACTOR" --password env://GITHUB_TOKEN --format json
 
-        With --username/--password each platform's SBOM is attached to its
-        manifest as an OCI referrer (`# sbom …` lines; without them a
-        `# SBOMs not attached: …` line says why). With --signing-key every
-        platform manifest and the index are signed after the read-back, as
-        `cosign sign --key` would (signatures under sha256-<hex>.sig tags,
-        `# signature …` lines; `verify` and `cosign verify --key` check them).
+        With --username/--password (or without them on a loopback registry)
+        each platform's SBOM is attached to its manifest as an OCI referrer
+        (`# sbom …` lines; otherwise a `# SBOMs not attached: …` line says
+        why). With --signing-key every platform manifest and the index are
+        signed after the read-back, as `cosign sign --key` would (signatures
+        under sha256-<hex>.sig tags, `# signature …` lines; `verify` and
+        `cosign verify --key` check them).
         The key is checked before anything is built. --dry-run prints every
         address that would be pushed and builds and pushes nothing.
 

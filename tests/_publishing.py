@@ -1,8 +1,8 @@
 """What the publish tests share (fixtures registered in conftest.py).
 
-The stand-in engine's `publish` pushing to the loopback registry, a fresh
-`--registry` namespace there, retries without their delays, and fresh EC
-P-256 signing keys.
+The stand-in engine's `publish` pushing to the loopback registry (its images
+answering the SBOM's reads), a fresh `--registry` namespace there, retries
+without their delays, and fresh EC P-256 signing keys.
 """
 
 import uuid
@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ci import _publish, _push
 from tests._registry_server import RegistryServer
+from tests._sbom_inputs import answer_image_reads
 from tests._standin import StandInEngine, push_to_registry
 
 RECIPE = '{"skeleton": {"manifests": []}, "recipe": "fixture"}'
@@ -32,14 +33,24 @@ def namespace(registry: RegistryServer) -> str:
     return f"{registry.registry}/t{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-def publishing(engine: StandInEngine, registry: RegistryServer) -> StandInEngine:
-    """The stand-in engine, its `publish` really pushing to the loopback registry."""
+def publish_to(engine: StandInEngine, registry: RegistryServer) -> StandInEngine:
+    """Set `engine` up to publish to `registry` (no login attached; see `publishing`)."""
+    answer_image_reads(engine)
     engine.container_files["/app/recipe.json"] = RECIPE
     engine.on_publish = push_to_registry(
         engine, registry=registry.registry, base_url=registry.base_url
     )
     return engine
+
+
+@pytest.fixture
+def publishing(engine: StandInEngine, registry: RegistryServer) -> StandInEngine:
+    """The stand-in engine, its `publish` really pushing to the loopback registry.
+
+    The built images answer the SBOM's reads (`answer_image_reads`): publish
+    attaches SBOMs to a loopback registry without a login.
+    """
+    return publish_to(engine, registry)
 
 
 def pem_pair() -> tuple[str, bytes]:

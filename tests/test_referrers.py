@@ -21,15 +21,16 @@ from cyclonedx.validation.json import JsonStrictValidator
 from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
-from ci import _referrers, _sbom
+from ci import _publish, _referrers, _sbom
 from ci._errors import BrokkrError
 from ci._reference import parse_reference, parse_repository
 from ci._registry import OCI_INDEX, OCI_MANIFEST, Credentials, RegistryClient, sha256_digest
 from ci._signing import signature_tag
+from tests._publishing import publish_to
 from tests._registry_proxy import RegistryProxy
 from tests._registry_server import RegistryServer, push_image
 from tests._sbom_inputs import answer_image_reads
-from tests._standin import ModuleCaller, StandInEngine, push_to_registry
+from tests._standin import ModuleCaller, Node, StandInEngine, push_to_registry
 
 pytestmark = [pytest.mark.registry, pytest.mark.usefixtures("no_waiting")]
 
@@ -309,23 +310,71 @@ async def test_json_output_names_each_attached_sbom_and_signature(
         assert entry["signatures"] == {}
 
 
-async def test_without_credentials_publish_says_sboms_were_not_attached(
-    brokkr: ModuleCaller, engine: StandInEngine, registry: RegistryServer
+@pytest.fixture
+def open_publishing(engine: StandInEngine, registry: RegistryServer) -> StandInEngine:
+    """The stand-in pushing to the open registry (this module's `publishing` uses the other)."""
+    return publish_to(engine, registry)
+
+
+async def test_without_credentials_a_loopback_registry_gets_the_sboms_anonymously(
+    brokkr: ModuleCaller, open_publishing: StandInEngine, namespace: str, registry: RegistryServer
 ):
-    answer_image_reads(engine)
-    engine.on_publish = push_to_registry(
-        engine, registry=registry.registry, base_url=registry.base_url
+    # As signing does: a loopback registry (throw-away, or behind --registry-service)
+    # is written to anonymously when no --username/--password is given.
+    text = await brokkr.call(
+        "publish", pr=7, sha=SHA, registry=namespace, component="BROKER", format="JSON"
     )
-    namespace = f"{registry.registry}/t{uuid.uuid4().hex[:10]}"
-    text = await brokkr.call("publish", pr=7, sha=SHA, registry=namespace, component="BROKER")
-    lines = text.splitlines()
-    assert lines[-1] == _sbom.NOT_ATTACHED
-    assert "--username and --password" in lines[-1]
+    (entry,) = json.loads(text)
+    repository = namespace.split("/", 1)[1] + "/brokkr-broker"
+    digests = platform_digests(registry, repository, "pr-7")
+    assert entry["sboms_not_attached"] is None
+    assert set(entry["sbom"]) == set(digests) == {"linux/amd64", "linux/arm64"}
+    for platform, subject in digests.items():
+        (listed,) = fallback_index(registry, repository, subject)["manifests"]
+        assert listed["artifactType"] == SBOM
+        assert entry["sbom"][platform] == listed["digest"]
+    assert len(dpkg_reads(open_publishing)) == 2
+    info = await brokkr.call("inspect", address=f"{namespace}/brokkr-broker:pr-7")
+    assert [p["sbom"] for p in info["platforms"]] == [True, True]
+
+
+def dpkg_reads(engine: StandInEngine) -> list[Node]:
+    """The Debian package databases the engine was asked for (the SBOM's reads)."""
+    return [
+        node
+        for field, node, *_ in engine.evaluated
+        if field == "contents" and node.field == "file" and node.args["path"] == _sbom.DPKG_STATUS
+    ]
+
+
+@pytest.mark.parametrize("output", ["TEXT", "JSON"])
+async def test_without_credentials_a_remote_registry_gets_no_sboms_and_publish_says_why(
+    brokkr: ModuleCaller,
+    open_publishing: StandInEngine,
+    namespace: str,
+    registry: RegistryServer,
+    monkeypatch: pytest.MonkeyPatch,
+    output: str,
+):
+    # The loopback registry stands in for a remote one: publish's write rule is told
+    # it is not loopback (the client still reaches it over plain HTTP).
+    monkeypatch.setattr(_publish, "is_loopback_host", lambda _host: False)
+    text = await brokkr.call(
+        "publish", pr=7, sha=SHA, registry=namespace, component="BROKER", format=output
+    )
+    if output == "TEXT":
+        lines = text.splitlines()
+        assert lines[-1] == _sbom.NOT_ATTACHED
+        assert "--username and --password" in lines[-1]
+        assert not [line for line in lines if line.startswith("# sbom ")]
+    else:
+        (entry,) = json.loads(text)
+        assert entry["sbom"] == {}
+        assert entry["sboms_not_attached"] == _sbom.NOT_ATTACHED_REASON
     repository = namespace.split("/", 1)[1] + "/brokkr-broker"
     tags = get(registry, f"{repository}/tags/list").json()["tags"]
     assert tags == ["pr-7"]  # no sha256-<hex> referrers tag
-    info = await brokkr.call("inspect", address=f"{namespace}/brokkr-broker:pr-7")
-    assert [p["sbom"] for p in info["platforms"]] == [False, False]
+    assert dpkg_reads(open_publishing) == []  # no SBOM is read that could not be attached
 
 
 async def test_a_failed_attach_reports_what_was_and_was_not_attached(

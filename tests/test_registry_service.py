@@ -266,6 +266,7 @@ async def test_publish_and_read_back_through_the_registry_service(
 ):
     # Nothing listens at the address: the pushes reach the registry only through the
     # service they carry, the module's reads only through the service's endpoint.
+    answer_image_reads(engine)  # a loopback address: SBOMs are attached without a login
     engine.container_files["/app/recipe.json"] = RECIPE
     engine.on_publish = push_to_registry(engine, registry=address_registry, base_url=None)
     service_id = await host_service(address_registry, registry)
@@ -292,14 +293,19 @@ async def test_publish_and_read_back_through_the_registry_service(
     for push in engine.pushes:
         assert push.address.startswith(f"{namespace}/brokkr-broker:")
         assert push.registry_service is engine.node(service_id)
+    for entry in published:  # signed and SBOMs attached through the service, no login
+        assert sorted(entry["sbom"]) == ["linux/amd64", "linux/arm64"]
+        assert entry["sboms_not_attached"] is None
     # The module's own reads through the service: inspect, list-tags, sizes, verify.
     info = await brokkr.call("inspect", address=address, registry_service=service_id)
     assert info["digest"] == published[0]["digest"]
     tags = await brokkr.call(
         "list_tags", repository=f"{namespace}/brokkr-broker", registry_service=service_id
     )
-    assert [t for t in tags if not t.endswith(".sig")] == ["1", "1.2", "1.2.3", "latest"]
+    assert [t for t in tags if not t.startswith("sha256-")] == ["1", "1.2", "1.2.3", "latest"]
     assert len([t for t in tags if t.endswith(".sig")]) == 3  # the index and 2 platforms
+    referrer_tags = [t for t in tags if t.startswith("sha256-") and not t.endswith(".sig")]
+    assert len(referrer_tags) == 2  # each platform's SBOM, under the fallback tag
     table = await brokkr.call("sizes", address=address, registry_service=service_id)
     assert f"| {address} | linux/amd64 |" in table
     report = await brokkr.call(

@@ -17,7 +17,7 @@ import pytest
 from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
-from ci import _sbom, _signing
+from ci import _signing
 from tests._publishing import pem_pair
 from tests._registry_server import RegistryServer, push_image
 from tests._skopeo import Skopeo, skopeo_binary  # noqa: F401 (a fixture, used below)
@@ -142,9 +142,9 @@ async def test_a_signed_release_passes_skopeo_and_verify_for_every_platform(
         assert entry["signatures"] == {
             what: _signing.signature_tag(digest) for what, digest in manifests(entry).items()
         }
-        # No login, so no SBOMs (signing needs none on loopback); the JSON says why.
-        assert entry["sbom"] == {}
-        assert entry["sboms_not_attached"] == _sbom.NOT_ATTACHED_REASON
+        # No login: on loopback the SBOMs are attached anyway, as the signatures are.
+        assert sorted(entry["sbom"]) == BOTH
+        assert entry["sboms_not_attached"] is None
     assert len({e["digest"] for e in entries}) == 1
 
     policy = skopeo.policy(registry.registry, keys["public"].read_bytes())
@@ -368,8 +368,8 @@ async def test_json_and_text_name_the_same_images(
     for entry in entries:
         assert list(entry) == JSON_KEYS
         assert entry["signatures"] == {}  # no --signing-key
-        assert entry["sbom"] == {}
-        assert entry["sboms_not_attached"] == _sbom.NOT_ATTACHED_REASON
+        assert sorted(entry["sbom"]) == BOTH  # loopback: attached without a login
+        assert entry["sboms_not_attached"] is None
 
 
 async def test_text_output_notes_each_signature_after_the_tags(
@@ -390,8 +390,11 @@ async def test_text_output_notes_each_signature_after_the_tags(
     repository = f"{namespace}/brokkr-ui"
     index = lines[0].rsplit("@", 1)[1]
     assert lines[:4] == [f"{repository}:{t}@{index}" for t in ("1.2.3", "1.2", "1", "latest")]
-    assert lines[4] == _sbom.NOT_ATTACHED
-    notes = lines[5:]
+    assert [line.split()[:3] for line in lines[4:6]] == [
+        ["#", "sbom", "linux/amd64"],
+        ["#", "sbom", "linux/arm64"],
+    ]
+    notes = lines[6:]
     assert [line.split()[2] for line in notes] == ["linux/amd64", "linux/arm64", "index"]
     async with httpx.AsyncClient(base_url=f"http://{namespace.split('/', 1)[0]}") as client:
         for line in notes:
