@@ -467,10 +467,16 @@ async def attach_sboms(
     """
     digests = {(t.repository.name, p): d for t in targets for p, d in t.platform_digests.items()}
     # One deadline for all the attaches (the client's Limits.deadline).
-    with client.operation(
-        targets[0].repository.registry, f"attaching the SBOMs of the images in {request.registry}"
-    ):
-        report = await _sbom.attach_for_publish(client, pending, digests, created=request.created)
+    try:
+        with client.operation(
+            targets[0].repository.registry,
+            f"attaching the SBOMs of the images in {request.registry}",
+        ):
+            report = await _sbom.attach_for_publish(
+                client, pending, digests, created=request.created
+            )
+    except BrokkrError as e:  # each attach reports its own failure; this is anything else
+        report = _sbom.AttachReport([], [str(e)], {})
     for target in targets:
         for platform in target.platform_digests:
             if (digest := report.attached.get((target.repository.name, platform))) is not None:
@@ -483,13 +489,13 @@ async def sign(
     targets: Sequence[Target],
     client: RegistryClient,
     key: _signing.SigningKey,
-) -> None:
+) -> list[str]:
     """Sign every pushed platform manifest, then the index, of every target (cosign format).
 
     Components go in parallel, all under one registry deadline (the client's
-    `Limits.deadline`). Fills each target's `signatures`. A failure names what
-    was pushed and left unsigned (`verify` reports the same); the images
-    themselves stay as pushed.
+    `Limits.deadline`). Fills each target's `signatures`. Returns one entry per
+    target whose signing failed, naming it and why (empty when all is
+    signed); the images themselves stay as pushed.
     """
     problems: list[str] = []
 
@@ -508,16 +514,51 @@ async def sign(
         except BrokkrError as e:
             problems.append(f"{target.repository.name}@{target.digest}: {e}")
 
-    with client.operation(
-        targets[0].repository.registry, f"signing the pushed images in {request.registry}"
-    ):
-        await _gather([lambda t=t: one(t) for t in targets])
-    if problems:
-        msg = (
-            "pushed and verified, but signing failed (`verify` shows what is unsigned): "
-            + "; ".join(sorted(problems))
-        )
-        raise BrokkrError(msg)
+    try:
+        with client.operation(
+            targets[0].repository.registry, f"signing the pushed images in {request.registry}"
+        ):
+            await _gather([lambda t=t: one(t) for t in targets])
+    except BrokkrError as e:
+        problems.append(str(e))
+    return sorted(problems)
+
+
+def after_push_failure(
+    refs: Sequence[str],
+    targets: Sequence[Target],
+    *,
+    sbom_lines: Sequence[str],
+    sbom_failures: Sequence[str],
+    signing: bool,
+    signing_failures: Sequence[str],
+) -> str:
+    """The one error of a publish whose images were pushed but whose SBOMs or signatures
+    were not all written: what was pushed, which SBOMs were and were not attached, and
+    (with a signing key) which signatures were and were not written."""
+    parts = [
+        f"the images were pushed and verified ({', '.join(refs)}), but not all their SBOMs "
+        "and signatures were written."
+    ]
+    if sbom_failures:
+        parts.append("SBOMs were not attached to: " + "; ".join(sbom_failures) + ".")
+    if sbom_lines == [_sbom.NOT_ATTACHED]:
+        parts.append(f"SBOMs not attached: {_sbom.NOT_ATTACHED_REASON}.")
+    elif sbom_lines:
+        attached = "; ".join(line.removeprefix("# sbom ") for line in sbom_lines)
+        parts.append(f"Attached: {attached}.")
+    else:
+        parts.append("No SBOM was attached.")
+    if signing_failures:
+        parts.append("Signing failed for: " + "; ".join(signing_failures) + ".")
+    if signing:
+        signed = [line.removeprefix("# signature ") for line in signature_lines(targets)]
+        parts.append(f"Signed: {'; '.join(signed)}." if signed else "Nothing was signed.")
+    parts.append(
+        "The images stay as pushed; `inspect` shows which manifests have an SBOM and a "
+        "signature, `verify` what is unsigned."
+    )
+    return " ".join(parts)
 
 
 def signature_lines(targets: Sequence[Target]) -> list[str]:
@@ -649,10 +690,20 @@ async def publish(
         if pending is not None:
             report = await attach_sboms(request, targets, client, pending)
             sbom_lines, sbom_failures = report.lines, report.failures
+        signing_failures = []
         if signing_key is not None:
-            await sign(request, targets, client, signing_key)
-        if sbom_failures:
-            raise BrokkrError(_sbom.failure_report(refs, sbom_lines, sbom_failures))
+            signing_failures = await sign(request, targets, client, signing_key)
+        if sbom_failures or signing_failures:
+            raise BrokkrError(
+                after_push_failure(
+                    refs,
+                    targets,
+                    sbom_lines=sbom_lines,
+                    sbom_failures=sbom_failures,
+                    signing=signing_key is not None,
+                    signing_failures=signing_failures,
+                )
+            )
         return render(
             request,
             targets,

@@ -294,17 +294,3 @@ async def attach_for_publish(
         for index, item in enumerate(pending):
             tg.start_soon(one, index, item)
     return AttachReport([lines[i] for i in sorted(lines)], sorted(failures), attached_digests)
-
-
-def failure_report(refs: Sequence[str], attached: Sequence[str], failures: Sequence[str]) -> str:
-    """The error of a publish whose images were pushed but whose SBOMs were not all attached."""
-    parts = [
-        "the images were pushed and verified (" + ", ".join(refs) + "), but SBOMs were not "
-        "attached to: " + "; ".join(failures) + "."
-    ]
-    if attached:
-        parts.append("Attached: " + "; ".join(line.removeprefix("# sbom ") for line in attached))
-    else:
-        parts.append("No SBOM was attached.")
-    parts.append("The images stay as pushed; `inspect` shows which platforms have an SBOM.")
-    return " ".join(parts)

@@ -21,12 +21,12 @@ from cyclonedx.validation.json import JsonStrictValidator
 from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
-from ci import _publish, _referrers, _sbom
+from ci import _publish, _referrers, _sbom, _signing
 from ci._errors import BrokkrError
 from ci._reference import parse_reference, parse_repository
 from ci._registry import OCI_INDEX, OCI_MANIFEST, Credentials, RegistryClient, sha256_digest
 from ci._signing import signature_tag
-from tests._publishing import publish_to
+from tests._publishing import pem_pair, publish_to
 from tests._registry_proxy import RegistryProxy
 from tests._registry_server import RegistryServer, push_image
 from tests._sbom_inputs import answer_image_reads
@@ -414,6 +414,63 @@ async def test_a_failed_attach_reports_what_was_and_was_not_attached(
         get(auth_registry, f"{repository}/manifests/{_referrers.fallback_tag(arm64)}").status_code
         == 404
     )
+
+
+async def test_failed_attaches_and_failed_signatures_are_reported_together(
+    brokkr: ModuleCaller,
+    publishing: StandInEngine,
+    auth_registry: RegistryServer,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # arm64's SBOM and the index's signature fail; what was pushed, attached and signed
+    # is all in the one error.
+    real_attach, real_sign = _referrers.attach, _signing.sign_manifest
+    digests: dict[str, str] = {}
+
+    async def attach(client: RegistryClient, repository: Any, subject: str, *a: Any, **k: Any):
+        if subject == digests["linux/arm64"]:
+            raise BrokkrError("the registry refused the artifact (simulated)")
+        return await real_attach(client, repository, subject, *a, **k)
+
+    async def sign_manifest(client: RegistryClient, repository: Any, digest: str, *a, **k):
+        if digest not in digests.values():  # the index
+            raise BrokkrError("the registry refused the signature (simulated)")
+        return await real_sign(client, repository, digest, *a, **k)
+
+    monkeypatch.setattr(_referrers, "attach", attach)
+    monkeypatch.setattr(_signing, "sign_manifest", sign_manifest)
+    # The platform digests, learnt as the attaches start (signing comes after them).
+    real_attach_sboms = _publish.attach_sboms
+
+    async def attach_sboms(request: Any, targets: Any, *a: Any, **k: Any):
+        digests.update(targets[0].platform_digests)
+        return await real_attach_sboms(request, targets, *a, **k)
+
+    monkeypatch.setattr(_publish, "attach_sboms", attach_sboms)
+    private, _ = pem_pair()
+    publishing.env["COSIGN_KEY"] = private
+    namespace = f"{auth_registry.registry}/t{uuid.uuid4().hex[:10]}"
+    with pytest.raises(FunctionError) as info:
+        await publish_with_credentials(
+            brokkr,
+            auth_registry,
+            namespace,
+            ref="refs/heads/main",
+            component="BROKER",
+            signing_key=await dag.secret("env://COSIGN_KEY").id(),
+        )
+    message = str(info.value)
+    repository = f"{namespace}/brokkr-broker"
+    amd64, arm64 = digests["linux/amd64"], digests["linux/arm64"]
+    assert "the images were pushed and verified" in message
+    assert f"{repository}:main@sha256:" in message
+    assert f"{repository}:main-sha-0123456@sha256:" in message
+    assert f"SBOMs were not attached to: {repository}@{arm64} (linux/arm64): " in message
+    assert f"Attached: linux/amd64 {repository}@{amd64}: " in message
+    assert "Signing failed for: " in message
+    assert "refused the signature (simulated)" in message
+    assert f"linux/amd64 {repository}@{amd64}: {repository}:{signature_tag(amd64)}" in message
+    assert f"linux/arm64 {repository}@{arm64}: {repository}:{signature_tag(arm64)}" in message
 
 
 def test_fallback_tag_is_the_digest_with_a_dash():

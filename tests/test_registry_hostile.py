@@ -425,13 +425,12 @@ async def test_one_deadline_covers_signing_in_a_publish():
             platform_digests={"linux/amd64": sha256(MANIFEST)},
         )
         key = SigningKey(ec.generate_private_key(ec.SECP256R1()))
-        error = await failure(sign(request, [target], c, key))
+        (problem,) = await within(sign(request, [target], c, key), 20.0)
     assert re.match(
-        rf"^pushed and verified, but signing failed \(`verify` shows what is unsigned\): "
-        rf"{server.registry}/org/brokkr-broker@{sha256(b'index')}: registry {server.registry} "
+        rf"^{server.registry}/org/brokkr-broker@{sha256(b'index')}: registry {server.registry} "
         rf"took too long: signing the pushed images in {server.registry}/org did not finish "
         r"within the 1 s deadline \(gave up after 1\.\d s\)$",
-        str(error),
+        problem,
     )
     assert target.signatures == {}
 
