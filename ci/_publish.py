@@ -632,8 +632,9 @@ def can_write(request: PublishRequest, credentials: Credentials | None) -> bool:
 def check_signing_login(
     request: PublishRequest, credentials: Credentials | None, key: _signing.SigningKey | None
 ) -> None:
-    """Signing writes through the module's registry client: it needs a login (but on loopback)."""
-    if key is not None and not can_write(request, credentials):
+    """Signing writes through the module's registry client: it needs a login (but on
+    loopback). A dry run writes nothing, so it needs none; it says so instead."""
+    if key is not None and not request.dry_run and not can_write(request, credentials):
         raise BrokkrError(SIGNING_LOGIN_HINT)
 
 
@@ -662,9 +663,10 @@ async def publish(
         if request.dry_run:
             lines = dry_run_report(request, targets)
             if signing_key is not None:
+                needs = "" if can_write(request, credentials) else "; needs --username/--password"
                 lines += [
                     f"{t.repository.name}: would sign the index and every platform manifest "
-                    "(cosign format, sha256-<hex>.sig tags)"
+                    f"(cosign format, sha256-<hex>.sig tags{needs})"
                     for t in targets
                 ]
             return "\n".join(lines)

@@ -367,7 +367,7 @@ class Brokkr:
                 "Sign every pushed index and platform manifest in cosign's format with this "
                 "PEM EC P-256 private key, as a secret (--signing-key env://COSIGN_KEY); "
                 "needs --username/--password to store the signatures (except on a loopback "
-                "registry)"
+                "registry, or with --dry-run, which stores none)"
             ),
         ] = None,
         signing_password: Annotated[

@@ -17,7 +17,7 @@ import pytest
 from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
-from ci import _signing
+from ci import _publish, _signing
 from tests._publishing import pem_pair
 from tests._registry_server import RegistryServer, push_image
 from tests._skopeo import Skopeo, skopeo_binary  # noqa: F401 (a fixture, used below)
@@ -298,6 +298,31 @@ async def test_signing_for_a_remote_registry_needs_a_login_before_any_work(
         )
     assert publishing.evaluated == [] or all(f != "sync" for f, *_ in publishing.evaluated)
     assert publishing.pushes == []
+
+
+async def test_a_dry_run_with_a_signing_key_needs_no_login_but_a_good_key(
+    brokkr: ModuleCaller, publishing: StandInEngine, namespace: str, monkeypatch: pytest.MonkeyPatch
+):
+    # The loopback registry stands in for a remote one (publish's write rule is told
+    # it is not loopback): a real run would be refused, a dry run writes nothing.
+    monkeypatch.setattr(_publish, "is_loopback_host", lambda _host: False)
+    private, _ = pem_pair()
+    publishing.env["COSIGN_KEY"] = private
+    key_id = await dag.secret("env://COSIGN_KEY").id()
+    args = {"ref": "refs/tags/v1.2.3", "sha": SHA, "registry": namespace, "component": "UI"}
+    with pytest.raises(FunctionError, match="--username and --password"):
+        await brokkr.call("publish", signing_key=key_id, **args)
+    lines = (await brokkr.call("publish", signing_key=key_id, dry_run=True, **args)).splitlines()
+    assert lines[-1] == (
+        f"{namespace}/brokkr-ui: would sign the index and every platform manifest "
+        "(cosign format, sha256-<hex>.sig tags; needs --username/--password)"
+    )
+    # The key is still read and checked first.
+    publishing.env["COSIGN_KEY"] = private.replace("PRIVATE KEY", "PUBLIC KEY")
+    with pytest.raises(FunctionError, match="--signing-key"):
+        await brokkr.call("publish", signing_key=key_id, dry_run=True, **args)
+    assert publishing.pushes == []
+    assert not [n for f, n, *_ in publishing.evaluated if f == "sync"]
 
 
 async def test_a_signing_password_without_a_key_is_refused(
