@@ -41,7 +41,7 @@ import anyio
 import dagger
 
 from ci import _image, _push, _sbom, _signing
-from ci._build import check_source
+from ci._build import DEFAULT_UI_PATH, check_source
 from ci._components import Component, ComponentSpec, component_spec
 from ci._errors import BrokkrError, first_line
 from ci._labels import REVISION_LABEL, image_labels, validate_created, validate_source_url
@@ -49,6 +49,7 @@ from ci._platforms import parse_platform, parse_platforms
 from ci._reference import ImageReference, is_loopback_host, parse_repository
 from ci._registry import Credentials, ImageDescription, RegistryClient
 from ci._tags import Tag, compute_tags, released_versions, validate_sha
+from ci._ui import normalize_ui_path
 
 DEFAULT_REGISTRY = "ghcr.io/colliery-io"
 VERIFY_ATTEMPTS = 5
@@ -97,6 +98,10 @@ class PublishRequest:
     dry_run: bool = False
     force: bool = False
     output: OutputFormat = OutputFormat.TEXT
+    ui_path: str = DEFAULT_UI_PATH
+    """The UI app's folder in the source (normalised)."""
+    emulate: bool = False
+    """Build the Rust stages under emulation instead of cross-compiling."""
 
     @classmethod
     def create(
@@ -113,6 +118,8 @@ class PublishRequest:
         dry_run: bool = False,
         force: bool = False,
         output: OutputFormat = OutputFormat.TEXT,
+        ui_path: str = DEFAULT_UI_PATH,
+        emulate: bool = False,
     ) -> PublishRequest:
         """Check every input and normalise it; a `BrokkrError` names the first bad one."""
         if not sha:
@@ -144,6 +151,8 @@ class PublishRequest:
             dry_run=dry_run,
             force=force,
             output=output,
+            ui_path=normalize_ui_path(ui_path),
+            emulate=emulate,
         )
 
 
@@ -202,7 +211,12 @@ class Target:
 
 async def check_sources(request: PublishRequest, source: dagger.Directory) -> None:
     """Check the source holds every requested component (reads only, nothing is built)."""
-    await _gather([lambda c=c: check_source(source, component_spec(c)) for c in request.components])
+    await _gather(
+        [
+            lambda c=c: check_source(source, component_spec(c), request.ui_path)
+            for c in request.components
+        ]
+    )
 
 
 async def plan(request: PublishRequest, client: RegistryClient) -> list[Target]:
@@ -289,7 +303,12 @@ async def compose(
 
     async def one(component: Component) -> None:
         images[component] = await _image.build_multi(
-            source, component=component, platforms=request.platforms, source_checked=True
+            source,
+            component=component,
+            platforms=request.platforms,
+            emulate=request.emulate,
+            ui_path=request.ui_path,
+            source_checked=True,
         )
 
     await _gather([lambda c=c: one(c) for c in request.components])

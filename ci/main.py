@@ -382,14 +382,17 @@ class Brokkr:
             ),
         ] = _publish.OutputFormat.TEXT,
         registry_service: RegistryService = None,
+        emulate: Emulate = False,
+        ui_path: UiPath = _build.DEFAULT_UI_PATH,
     ) -> str:
         """Build every platform of each component, push it under every tag, verify it.
 
         Tags come from the ref (see `tags`), with the registry's existing
         releases deciding whether moving tags (1.2, 1, latest) may move. An
         immutable tag that already exists stops the run before anything is
-        built. Every variant is built and start-checked before the first push;
-        a failed build or check pushes nothing. Returns one `address@sha256:…`
+        built. Every variant is built as `image` builds it (--ui-path and
+        --emulate as there) and start-checked before the first push; a failed
+        build or check pushes nothing. Returns one `address@sha256:…`
         line per pushed tag, each read back from the registry, then `#` notes.
         Without --username/--password the pushes use the Docker login the
         Dagger CLI forwards, and the module's own registry reads are anonymous.
@@ -435,6 +438,8 @@ class Brokkr:
             dry_run=dry_run,
             force=force,
             output=format_,
+            ui_path=ui_path,
+            emulate=emulate,
         )
         repository = _publish.repository_address(request.registry, request.components[0])
         _service.check(repository, registry_service)

@@ -15,7 +15,7 @@ from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
 from ci import _push
-from tests._publishing import RECIPE
+from tests._publishing import RECIPE, publish_to
 from tests._registry_server import RegistryServer, push_image
 from tests._sbom_inputs import answer_image_reads
 from tests._standin import (
@@ -505,6 +505,50 @@ async def test_auth_error_is_not_retried(
     with pytest.raises(FunctionError, match="refused"):
         await brokkr.call("publish", pr=3, sha=SHA, registry=namespace, component="UI")
     assert len(attempts) == 1
+
+
+async def test_a_moved_ui_folder_publishes_with_ui_path(
+    engine: StandInEngine, registry: RegistryServer, namespace: str
+):
+    publish_to(engine, registry)
+    host = dag.host().directory(str(FIXTURE_WORKSPACE))
+    moved = host.without_directory("examples/ui").with_directory(
+        "frontend/app", host.directory("examples/ui")
+    )
+    brokkr = ModuleCaller(engine, await moved.id())
+    args = {"pr": 3, "sha": SHA, "registry": namespace, "component": "UI"}
+    with pytest.raises(FunctionError, match="the UI folder 'examples/ui' is not in the source"):
+        await brokkr.call("publish", **args)
+    assert engine.pushes == []
+
+    output = await brokkr.call("publish", ui_path="frontend/app/", **args)
+    refs = output_lines(output)
+    assert [r.split("@")[0] for r in refs] == [f"{namespace}/brokkr-ui:pr-3"]
+    (push,) = engine.pushes
+    for variant in [push.container, *push.variants]:
+        (package,) = [n for n in variant.calls("withFile") if n.args["path"] == "/app/package.json"]
+        folder = package.args["source"].parent
+        assert (folder.field, folder.args["path"]) == ("directory", "frontend/app")
+    # Its SBOMs are read from those images and attached (a loopback registry).
+    assert len([line for line in output.splitlines() if line.startswith("# sbom ")]) == 2
+
+
+@pytest.mark.parametrize("emulate", [False, True])
+async def test_emulate_reaches_every_build(
+    brokkr: ModuleCaller, publishing: StandInEngine, namespace: str, emulate: bool
+):
+    await brokkr.call(
+        "publish", pr=3, sha=SHA, registry=namespace, component="AGENT", emulate=emulate
+    )
+    (push,) = publishing.pushes
+    cross_targets = [
+        n.args["args"]
+        for variant in [push.container, *push.variants]
+        for n in variant.graph()
+        if n.field == "withExec" and n.args["args"][:3] == ["rustup", "target", "add"]
+    ]
+    # Cross-compiling adds the other platform's Rust target; emulation adds none.
+    assert (cross_targets == []) is emulate
 
 
 async def test_publish_is_never_cached(brokkr: ModuleCaller):
