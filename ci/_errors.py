@@ -1,4 +1,7 @@
-"""The one error type of brokkr-ci."""
+"""The one error type of brokkr-ci, and the reads of user-given secrets and files that
+turn an engine failure into it (naming the flag, never the value)."""
+
+import dagger
 
 
 class BrokkrError(Exception):
@@ -13,3 +16,28 @@ def first_line(error: BaseException | str) -> str:
     """The first line of an engine error (the rest is usually a long trace)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else "unknown error"
+
+
+async def read_secret(secret: dagger.Secret, flag: str) -> str:
+    """The plaintext of the secret given as `flag` (`--password`, `--signing-key`, …).
+
+    An engine that cannot resolve it (an `env://NAME` that is not set, a file
+    that is gone) is a `BrokkrError` naming the flag; the engine's message is
+    left out, since a secret provider's error may quote what it read.
+    """
+    try:
+        return await secret.plaintext()
+    except dagger.QueryError:
+        raise BrokkrError(
+            f"{flag} could not be read: the Dagger engine could not resolve that secret "
+            "(for env://NAME: is NAME set in the environment of the dagger command?)"
+        ) from None
+
+
+async def read_file(file: dagger.File, flag: str) -> str:
+    """The contents of the file given as `flag`; a `BrokkrError` naming the flag if the
+    engine cannot read it."""
+    try:
+        return await file.contents()
+    except dagger.QueryError as e:
+        raise BrokkrError(f"{flag} could not be read: {first_line(e)}") from None

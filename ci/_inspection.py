@@ -15,7 +15,7 @@ from dagger import Doc, field, function, object_type
 
 from ci import _referrers, _service, _signing
 from ci._cyclonedx import MEDIA_TYPE as SBOM_MEDIA_TYPE
-from ci._errors import BrokkrError
+from ci._errors import BrokkrError, read_secret
 from ci._http import markdown_cell
 from ci._reference import parse_reference, parse_repository
 from ci._registry import Credentials, ImageDescription, RegistryClient
@@ -230,7 +230,7 @@ async def credentials_from(username: str, password: dagger.Secret | None) -> Cre
             "a password was given without a username: pass --username too "
             "(for GHCR, your GitHub user name)"
         )
-    plaintext = await password.plaintext()
+    plaintext = await read_secret(password, "--password")
     if not plaintext:
         raise BrokkrError(f"the password secret for {username!r} is empty")
     return Credentials(username, plaintext)

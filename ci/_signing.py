@@ -41,7 +41,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ci._errors import BrokkrError
+from ci._errors import BrokkrError, read_secret
 from ci._reference import ImageReference, validate_digest
 from ci._registry import (
     DOCKER_MANIFEST,
@@ -375,6 +375,8 @@ async def key_from_secrets(
         if signing_password is not None:
             raise BrokkrError("--signing-password was given without --signing-key")
         return None
-    pem = await signing_key.plaintext()
-    password = await signing_password.plaintext() if signing_password is not None else None
+    pem = await read_secret(signing_key, "--signing-key")
+    password = None
+    if signing_password is not None:
+        password = await read_secret(signing_password, "--signing-password")
     return load_signing_key(pem, password)

@@ -26,6 +26,7 @@ from dagger import DefaultPath, Doc, Ignore, function, object_type
 
 from ci import _build, _image, _inspection, _publish, _sbom, _service, _signing, _tags, _verify
 from ci._components import Component, Stage
+from ci._errors import read_file
 from ci._image import Image
 from ci._labels import DEFAULT_SOURCE_URL
 from ci._reference import parse_reference
@@ -487,7 +488,7 @@ class Brokkr:
         """
         ref = parse_reference(address)
         _service.check(address, registry_service)
-        key = _signing.load_public_key(await public_key.contents())
+        key = _signing.load_public_key(await read_file(public_key, "--public-key"))
         credentials, connect_to = await _inspection.registry_access(
             address, username, password, registry_service
         )

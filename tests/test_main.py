@@ -252,3 +252,49 @@ async def test_inspect_list_tags_and_sizes_read_a_real_registry(
     table = await brokkr.call("sizes", address=registry.address(repo, "latest"))
     assert "linux/amd64" in table
     assert "linux/arm64" in table
+
+
+# A secret the engine cannot resolve (here: an env:// variable that is not set) and a
+# file it cannot read: the user learns which flag, never the engine's error or a value.
+UNSET = "env://BROKKR_TEST_UNSET"
+
+
+@pytest.mark.parametrize(
+    ("function", "flag", "args"),
+    [
+        ("inspect", "--password", {"address": "127.0.0.1:9/x/y:1", "username": "bot"}),
+        ("list_tags", "--password", {"repository": "127.0.0.1:9/x/y", "username": "bot"}),
+        ("sizes", "--password", {"address": "127.0.0.1:9/x/y:1", "username": "bot"}),
+        ("publish", "--password", {"sha": "0" * 40, "pr": 1, "username": "bot"}),
+        ("publish", "--signing-key", {"sha": "0" * 40, "pr": 1}),
+        ("publish", "--signing-password", {"sha": "0" * 40, "pr": 1, "signing_key": "KEY"}),
+    ],
+)
+async def test_an_unresolvable_secret_names_its_flag(
+    brokkr: ModuleCaller, engine: StandInEngine, function: str, flag: str, args: dict
+):
+    engine.env["KEY"] = "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n"
+    if args.get("signing_key") == "KEY":
+        args = {**args, "signing_key": await dag.secret("env://KEY").id()}
+    unresolvable = await dag.secret(UNSET).id()
+    name = flag.removeprefix("--").replace("-", "_")
+    with pytest.raises(FunctionError) as info:
+        await brokkr.call(function, **args, **{name: unresolvable})
+    message = str(info.value)
+    assert f"{flag} could not be read: the Dagger engine could not resolve that secret" in message
+    assert "stand-in" not in message  # the engine's own error stays out
+    assert engine.pushes == []
+
+
+async def test_an_unreadable_public_key_names_its_flag(
+    brokkr: ModuleCaller, engine: StandInEngine, tmp_path: Path
+):
+    path = tmp_path / "cosign.pub"
+    path.write_text("-----BEGIN PUBLIC KEY-----\n")
+    engine.fail_when(
+        lambda node: node.field == "file" and node.args.get("path") == str(path),
+        "open cosign.pub: permission denied",
+    )
+    key = await dag.host().file(str(path)).id()
+    with pytest.raises(FunctionError, match=r"--public-key could not be read: open cosign\.pub"):
+        await brokkr.call("verify", address="127.0.0.1:9/x/y:1", public_key=key)
