@@ -255,16 +255,22 @@ async def inspect_address(
     *,
     credentials: Credentials | None = None,
     connect_to: Mapping[str, tuple[str, int]] | None = None,
+    supply_chain: bool = True,
 ) -> ImageInfo:
     """Parse ``address`` and describe the image it names (see ``RegistryClient.inspect``).
 
-    ``connect_to``: see ``RegistryClient`` (``--registry-service``).
+    ``connect_to``: see ``RegistryClient`` (``--registry-service``). With
+    ``supply_chain=False`` the SBOM and signature lookups (a referrers request
+    and a signature-tag request per manifest) are skipped and every ``sbom``
+    and ``signature`` is False: for callers that show neither, such as ``sizes``.
     """
     ref = parse_reference(address)
     async with RegistryClient(credentials=credentials, connect_to=connect_to) as client:
         # One deadline for the whole inspection, the SBOM lookups included.
         with client.operation(ref.registry, f"inspecting {ref}"):
             description = await client.inspect(ref)
+            if not supply_chain:
+                return image_info(description)
             sboms: dict[str, bool] = {}
             signatures: dict[str, bool] = {}
 

@@ -311,13 +311,14 @@ class Brokkr:
 
         `dagger call sizes --address ghcr.io/colliery-io/brokkr-broker:1.2.3` prints a
         Markdown table (image, platform, compressed size = config + layers).
-        Never cached: every call asks the registry.
+        Never cached: every call asks the registry, for the manifests only (no
+        SBOM or signature lookups, which `inspect` makes).
         """
         credentials, connect_to = await _inspection.registry_access(
             address, username, password, registry_service
         )
         info = await _inspection.inspect_address(
-            address, credentials=credentials, connect_to=connect_to
+            address, credentials=credentials, connect_to=connect_to, supply_chain=False
         )
         return _inspection.size_table(info)
 

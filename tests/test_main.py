@@ -10,6 +10,7 @@ from dagger.mod._exceptions import FunctionError
 
 from ci import _tags
 from ci.main import SOURCE_IGNORE
+from tests._registry_proxy import RegistryProxy
 from tests._registry_server import RegistryServer, push_image
 from tests._standin import ROOT, ModuleCaller, ModuleDef, PatternMatcher, StandInEngine
 
@@ -252,6 +253,24 @@ async def test_inspect_list_tags_and_sizes_read_a_real_registry(
     table = await brokkr.call("sizes", address=registry.address(repo, "latest"))
     assert "linux/amd64" in table
     assert "linux/arm64" in table
+
+
+async def test_sizes_reads_only_the_manifests(brokkr: ModuleCaller, registry: RegistryServer):
+    # inspect also asks, per manifest, for SBOM referrers and a signature tag; sizes
+    # shows neither, so it makes none of those requests.
+    repo = f"m{uuid.uuid4().hex[:8]}/brokkr-agent"
+    push_image(registry.base_url, repo, "1.0.0", seed="sizes")
+
+    def lookups(proxy: RegistryProxy) -> list[str]:
+        return [path for _, path, _ in proxy.requests if "/referrers/" in path or "sha256-" in path]
+
+    with RegistryProxy(upstream=registry) as proxy:
+        table = await brokkr.call("sizes", address=proxy.address(repo, "1.0.0"))
+        assert "| linux/arm64 |" in table
+        assert lookups(proxy) == []
+        assert any("/manifests/" in path for _, path, _ in proxy.requests)
+        await brokkr.call("inspect", address=proxy.address(repo, "1.0.0"))
+        assert lookups(proxy) != []
 
 
 # A secret the engine cannot resolve (here: an env:// variable that is not set) and a
