@@ -24,7 +24,9 @@ The order is the contract (SPEC "Publish"):
 
 The plan's reads, each component's read-back, all the SBOM attaches and all
 the signing each run under one registry deadline (`RegistryClient.operation`).
-The output (`render`) reports steps 5 to 7: text lines, or one JSON array.
+The output (`render`) reports steps 5 to 7: text lines, or one JSON array. A
+failure in step 6 does not stop step 7; failures in either are one error
+(`after_push_failure`) naming what was pushed, attached and signed.
 
 Two runs for the same repository at once could both find a tag absent and
 both push it; CI serialises runs per ref (`concurrency` in the workflow).
