@@ -34,6 +34,13 @@ from ci._reference import parse_reference
 ALL_PLATFORMS = (dagger.Platform("linux/amd64"), dagger.Platform("linux/arm64"))
 
 # Arguments several functions share, documented once.
+Address = Annotated[
+    str,
+    Doc(
+        "The image: registry/org/name:tag, registry/org/name@sha256:<digest> "
+        "or registry/org/name:tag@sha256:<digest>"
+    ),
+]
 Username = Annotated[str, Doc("Registry user name; empty for anonymous access")]
 Password = Annotated[
     dagger.Secret | None,
@@ -237,13 +244,7 @@ class Brokkr:
     @function(cache="never")
     async def inspect(
         self,
-        address: Annotated[
-            str,
-            Doc(
-                "The image: registry/org/name:tag, registry/org/name@sha256:<digest> "
-                "or registry/org/name:tag@sha256:<digest>"
-            ),
-        ],
+        address: Address,
         username: Username = "",
         password: Password = None,
         registry_service: RegistryService = None,
@@ -296,13 +297,7 @@ class Brokkr:
     @function(cache="never")
     async def sizes(
         self,
-        address: Annotated[
-            str,
-            Doc(
-                "The image: registry/org/name:tag, registry/org/name@sha256:<digest> "
-                "or registry/org/name:tag@sha256:<digest>"
-            ),
-        ],
+        address: Address,
         username: Username = "",
         password: Password = None,
         registry_service: RegistryService = None,
@@ -463,13 +458,7 @@ class Brokkr:
     @function(cache="never")
     async def verify(
         self,
-        address: Annotated[
-            str,
-            Doc(
-                "The image: registry/org/name:tag, registry/org/name@sha256:<digest> "
-                "or registry/org/name:tag@sha256:<digest>"
-            ),
-        ],
+        address: Address,
         public_key: Annotated[
             dagger.File,
             Doc("The PEM EC P-256 public key (cosign.pub) the signatures must verify with"),
