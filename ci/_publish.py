@@ -6,26 +6,29 @@ The order is the contract (SPEC "Publish"):
 2. the registry is read: the semver tags already there decide where moving
    tags may go, and an immutable tag that already exists stops the run before
    anything is built (unless `force`);
-3. every platform variant of every component is built, concurrently; one
-   failure stops the run and nothing is pushed;
+3. every platform variant of every component is built, concurrently, and each
+   platform's SBOM (`_sbom`) is read from its variant as soon as that variant
+   is built; a failed build or read stops the run and nothing is pushed;
 4. each component is pushed as one multi-platform manifest under its
-   immutable tag, then under its other tags (components in parallel);
-5. every tag is read back and must resolve to the pushed index digest with
+   immutable tag, then under its other tags;
+5. its tags are read back and must resolve to the pushed index digest with
    every requested platform;
-6. each platform's SBOM (`_sbom`, read from the built image between steps 3
-   and 4) is attached to its pushed manifest as an OCI referrer
+6. its SBOMs are attached to its pushed platform manifests as OCI referrers
    (`_referrers`) when the module's client may write there (`can_write`:
    with credentials, or anonymously on a loopback registry); otherwise the
-   output says it was not;
-7. with a signing key, every platform manifest and then the index is signed
+   output says they were not;
+7. with a signing key, its platform manifests and then its index are signed
    in cosign's format (`_signing`), each signature stored under its
    `sha256-<hex>.sig` tag next to the image (the same `can_write` rule,
    checked before anything runs).
 
-The plan's reads, each component's read-back, all the SBOM attaches and all
-the signing each run under one registry deadline (`RegistryClient.operation`).
-The output (`render`) reports steps 5 to 7: text lines, or one JSON array. A
-failure in step 6 does not stop step 7; failures in either are one error
+Steps 4 to 7 are one chain per component, the components' chains running in
+parallel (`deliver`): one component's SBOMs and signatures are written while
+another's tags are still being pushed. The plan's reads, and each
+component's read-back, SBOM attaches and signing, each run under one registry
+deadline (`RegistryClient.operation`). The output (`render`) reports steps 5
+to 7: text lines, or one JSON array. A failure in step 6 does not stop step
+7; once every chain has finished, failures in either are one error
 (`after_push_failure`) naming what was pushed, attached and signed.
 
 Two runs for the same repository at once could both find a tag absent and
@@ -43,7 +46,7 @@ import anyio
 import dagger
 
 from ci import _image, _push, _sbom, _signing
-from ci._build import DEFAULT_UI_PATH, check_source
+from ci._build import DEFAULT_UI_PATH, check_source, native_platform
 from ci._components import Component, ComponentSpec, component_spec
 from ci._errors import BrokkrError, first_line
 from ci._labels import REVISION_LABEL, image_labels, validate_created, validate_source_url
@@ -326,8 +329,18 @@ async def build(
     request: PublishRequest,
     targets: Sequence[Target],
     images: dict[Component, _image.Image],
-) -> dict[str, list[dagger.Container]]:
-    """Label and build every variant of every target, concurrently; any failure stops the run."""
+    *,
+    read_sboms: bool = False,
+) -> tuple[dict[str, list[dagger.Container]], list[_sbom.Pending] | None]:
+    """Label and build every variant of every target, concurrently; any failure stops the run.
+
+    With `read_sboms`, each variant's SBOM inputs are read from it
+    (`_sbom.read_pending`) as soon as it is built, while the others still build.
+    Returns the built variants and the SBOMs read (one per platform of every
+    target, in that order; None without `read_sboms`). A failed build or read
+    is one `BrokkrError` once every build and read has finished: nothing has
+    been pushed then.
+    """
     variants: dict[str, list[dagger.Container]] = {}
     for target in targets:
         labels = image_labels(
@@ -344,30 +357,64 @@ async def build(
             labelled.append(variant)
         variants[target.spec.name] = labelled
 
+    native = await native_platform() if read_sboms else ""
     failures: list[str] = []
+    read_failures: list[str] = []
+    read: dict[tuple[str, int], _sbom.Pending] = {}
 
-    async def sync(name: str, index: int, platform: str) -> None:
+    async def one(target: Target, index: int, platform: str) -> None:
+        name = target.spec.name
         try:
             # The synced container is loaded by its ID: pushing it later sends the
             # ID instead of resolving the whole build graph again.
             variants[name][index] = await variants[name][index].sync()
         except dagger.QueryError as e:
             failures.append(f"{name} for {platform}: {first_line(e)}")
+            return
+        if not read_sboms or failures:  # after a failed build nothing is pushed
+            return
+        try:
+            read[(name, index)] = await _sbom.read_pending(
+                sbom_job(target, platform, variants[name][index]), native
+            )
+        except BrokkrError as e:
+            read_failures.append(str(e))
 
     await _gather(
         [
-            lambda n=name, i=index, p=platform: sync(n, i, p)
-            for name in variants
+            lambda t=target, i=index, p=platform: one(t, i, p)
+            for target in targets
             for index, platform in enumerate(request.platforms)
         ]
     )
     if failures:
         msg = "build failed, nothing was pushed: " + "; ".join(sorted(failures))
         raise BrokkrError(msg)
-    return variants
+    if read_failures:
+        msg = "reading the SBOMs failed, nothing was pushed: " + "; ".join(sorted(read_failures))
+        raise BrokkrError(msg)
+    if not read_sboms:
+        return variants, None
+    pending = [
+        read[(target.spec.name, index)]
+        for target in targets
+        for index in range(len(request.platforms))
+    ]
+    return variants, pending
 
 
-async def push_and_verify(
+def sbom_job(target: Target, platform: str, image: dagger.Container) -> _sbom.PublishJob:
+    """The SBOM of `target` for `platform`, read from its built (labelled) variant `image`."""
+    return _sbom.PublishJob(
+        spec=target.spec,
+        repository=target.repository,
+        version=pinned_first(target.tags)[0].name,
+        platform=platform,
+        image=image,
+    )
+
+
+async def deliver(
     request: PublishRequest,
     targets: Sequence[Target],
     variants: dict[str, list[dagger.Container]],
@@ -376,19 +423,32 @@ async def push_and_verify(
     username: str,
     password: dagger.Secret | None,
     registry_service: dagger.Service | None = None,
-) -> list[str]:
-    """Push each target under all its tags and read every tag back.
+    pending: Sequence[_sbom.Pending] | None = None,
+    signing_key: _signing.SigningKey | None = None,
+) -> tuple[list[str], list[str]]:
+    """Push, read back, attach the SBOMs of and sign every target: one chain per target.
 
-    Components go in parallel. Within one, the pinned tag is pushed first and
-    its other tags after it (GHCR has lost tags under parallel pushes of a new
-    image); then its tags are read back while other components may still push.
-    A push that fails for good does not stop the other components' pushes
-    already under way; the error lists every address that was pushed.
+    Components go in parallel, each as one chain: its immutable tag is pushed
+    first and its other tags after it (GHCR has lost tags under parallel
+    pushes of a new image); then its tags are read back; then its `pending`
+    SBOMs are attached (None: they are not); then, with `signing_key`, it is
+    signed. One component's attaches and signatures overlap another's pushes.
+    A chain that fails stops there and does not stop the others.
+
+    Once every chain has finished: a push that failed for good (or a read-back
+    that could not finish) is a `BrokkrError` listing every address that was
+    pushed, a tag the registry does not serve is one naming it; either also
+    says what was attached and signed meanwhile. Otherwise a failed SBOM or
+    signature is one error (`after_push_failure`). Returns every tag's
+    `address@digest` (targets' order) and the `# sbom …` notes.
     """
     refs: dict[str, str] = {}
+    push_errors: list[str] = []
     problems: list[str] = []
+    reports: dict[str, _sbom.AttachReport] = {}
+    signing_failures: list[str] = []
 
-    async def one(target: Target) -> None:
+    async def chain(target: Target) -> None:
         primary, *others = variants[target.spec.name]
         primary = _push.with_auth(
             primary, target.repository.name, username=username, password=password
@@ -402,20 +462,50 @@ async def push_and_verify(
             )
             target.pushed.append(t.name)
 
-        await tag(first)
-        await _gather([lambda t=t: tag(t) for t in rest])
-        problems.extend(await verify(request, target, refs, client))
+        try:
+            await tag(first)
+            await _gather([lambda t=t: tag(t) for t in rest])
+            read_back = await verify(request, target, refs, client)
+        except BrokkrError as e:
+            push_errors.append(str(e))
+            return
+        if read_back:
+            problems.extend(read_back)
+            return
+        if pending is not None:
+            mine = [p for p in pending if p.job.spec.name == target.spec.name]
+            reports[target.spec.name] = await attach_sboms(request, [target], client, mine)
+        if signing_key is not None:
+            signing_failures.extend(await sign(request, [target], client, signing_key))
 
-    try:
-        await _gather([lambda t=t: one(t) for t in targets])
-    except BrokkrError as e:
+    await _gather([lambda t=t: chain(t) for t in targets])
+
+    sbom_lines = [_sbom.NOT_ATTACHED] if pending is None else []
+    for target in targets:
+        if (report := reports.get(target.spec.name)) is not None:
+            sbom_lines += report.lines
+    sbom_failures = sorted(f for report in reports.values() for f in report.failures)
+    written = written_after_push(
+        targets,
+        sbom_lines=sbom_lines,
+        sbom_failures=sbom_failures,
+        signing=signing_key is not None,
+        signing_failures=sorted(signing_failures),
+    )
+    meanwhile = ""
+    if any(t.sboms or t.signatures for t in targets) or sbom_failures or signing_failures:
+        meanwhile = " For the images that were pushed and verified: " + " ".join(written)
+    if push_errors:
         done = [target.address(t) for target in targets for t in target.pushed]
         note = f" Already pushed: {', '.join(done)}." if done else " Nothing was pushed."
-        raise BrokkrError(f"{e}{note}") from None
+        raise BrokkrError(f"{push_errors[0]}{note}{meanwhile}")
     if problems:
         msg = "published, but the registry does not serve what was pushed: " + "; ".join(problems)
-        raise BrokkrError(msg)
-    return [refs[t.address(tag.name)] for t in targets for tag in t.tags]
+        raise BrokkrError(msg + meanwhile)
+    pushed = [refs[t.address(tag.name)] for t in targets for tag in t.tags]
+    if sbom_failures or signing_failures:
+        raise BrokkrError(after_push_failure(pushed, written))
+    return pushed, sbom_lines
 
 
 async def verify(
@@ -484,7 +574,8 @@ async def attach_sboms(
 ) -> _sbom.AttachReport:
     """Attach every pending SBOM to its pushed platform manifest, under one registry deadline.
 
-    Fills each target's `sboms`; a failure is in the report, not raised.
+    `publish` calls it for one component at a time, once its tags are read
+    back. Fills each target's `sboms`; a failure is in the report, not raised.
     """
     digests = {(t.repository.name, p): d for t in targets for p, d in t.platform_digests.items()}
     # One deadline for all the attaches (the client's Limits.deadline).
@@ -514,7 +605,8 @@ async def sign(
     """Sign every pushed platform manifest, then the index, of every target (cosign format).
 
     Components go in parallel, all under one registry deadline (the client's
-    `Limits.deadline`). Fills each target's `signatures`. Returns one entry per
+    `Limits.deadline`); `publish` calls it for one component at a time, once
+    its SBOMs are attached. Fills each target's `signatures`. Returns one entry per
     target whose signing failed, naming it and why (empty when all is
     signed); the images themselves stay as pushed.
     """
@@ -545,22 +637,17 @@ async def sign(
     return sorted(problems)
 
 
-def after_push_failure(
-    refs: Sequence[str],
+def written_after_push(
     targets: Sequence[Target],
     *,
     sbom_lines: Sequence[str],
     sbom_failures: Sequence[str],
     signing: bool,
     signing_failures: Sequence[str],
-) -> str:
-    """The one error of a publish whose images were pushed but whose SBOMs or signatures
-    were not all written: what was pushed, which SBOMs were and were not attached, and
-    (with a signing key) which signatures were and were not written."""
-    parts = [
-        f"the images were pushed and verified ({', '.join(refs)}), but not all their SBOMs "
-        "and signatures were written."
-    ]
+) -> list[str]:
+    """Sentences saying which SBOMs were and were not attached and (with a signing
+    key) which signatures were and were not written."""
+    parts = []
     if sbom_failures:
         parts.append("SBOMs were not attached to: " + "; ".join(sbom_failures) + ".")
     if sbom_lines == [_sbom.NOT_ATTACHED]:
@@ -575,11 +662,21 @@ def after_push_failure(
     if signing:
         signed = [line.removeprefix("# signature ") for line in signature_lines(targets)]
         parts.append(f"Signed: {'; '.join(signed)}." if signed else "Nothing was signed.")
-    parts.append(
-        "The images stay as pushed; `inspect` shows which manifests have an SBOM and a "
-        "signature, `verify` what is unsigned."
+    return parts
+
+
+def after_push_failure(refs: Sequence[str], written: Sequence[str]) -> str:
+    """The one error of a publish whose images were pushed but whose SBOMs or signatures
+    were not all written: what was pushed, and `written` (`written_after_push`)."""
+    return " ".join(
+        [
+            f"the images were pushed and verified ({', '.join(refs)}), but not all their "
+            "SBOMs and signatures were written.",
+            *written,
+            "The images stay as pushed; `inspect` shows which manifests have an SBOM and a "
+            "signature, `verify` what is unsigned.",
+        ]
     )
-    return " ".join(parts)
 
 
 def signature_lines(targets: Sequence[Target]) -> list[str]:
@@ -693,14 +790,12 @@ async def publish(
             return "\n".join(lines)
         refuse_overwrites(request, targets)
         images = await compose(request, source)
-        variants = await build(request, targets, images)
-        # SBOMs are read before the first push (a failure pushes nothing) and attached
-        # after the read-back where the module's client may write; elsewhere publish
-        # says they were not.
-        pending = None
-        if can_write(request, credentials):
-            pending = await _sbom.read_for_publish(sbom_jobs(request, targets, variants))
-        refs = await push_and_verify(
+        # SBOMs are read from each variant once it is built, and before the first push
+        # (a failure pushes nothing); each component's are attached after its read-back
+        # where the module's client may write; elsewhere publish says they were not.
+        sboms = can_write(request, credentials)
+        variants, pending = await build(request, targets, images, read_sboms=sboms)
+        refs, sbom_lines = await deliver(
             request,
             targets,
             variants,
@@ -708,49 +803,16 @@ async def publish(
             username=username,
             password=password,
             registry_service=registry_service,
+            pending=pending,
+            signing_key=signing_key,
         )
-        sbom_lines, sbom_failures = [_sbom.NOT_ATTACHED], []
-        if pending is not None:
-            report = await attach_sboms(request, targets, client, pending)
-            sbom_lines, sbom_failures = report.lines, report.failures
-        signing_failures = []
-        if signing_key is not None:
-            signing_failures = await sign(request, targets, client, signing_key)
-        if sbom_failures or signing_failures:
-            raise BrokkrError(
-                after_push_failure(
-                    refs,
-                    targets,
-                    sbom_lines=sbom_lines,
-                    sbom_failures=sbom_failures,
-                    signing=signing_key is not None,
-                    signing_failures=signing_failures,
-                )
-            )
         return render(
             request,
             targets,
             refs,
             notes=[*sbom_lines, *signature_lines(targets)],
-            sboms_not_attached=_sbom.NOT_ATTACHED_REASON if pending is None else None,
+            sboms_not_attached=None if sboms else _sbom.NOT_ATTACHED_REASON,
         )
-
-
-def sbom_jobs(
-    request: PublishRequest, targets: Sequence[Target], variants: dict[str, list[dagger.Container]]
-) -> list[_sbom.PublishJob]:
-    """One SBOM per platform of every target, read from the built (labelled) variant."""
-    return [
-        _sbom.PublishJob(
-            spec=target.spec,
-            repository=target.repository,
-            version=pinned_first(target.tags)[0].name,
-            platform=platform,
-            image=variants[target.spec.name][index],
-        )
-        for target in targets
-        for index, platform in enumerate(request.platforms)
-    ]
 
 
 async def _gather(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:

@@ -207,31 +207,18 @@ class Pending:
     contents: ImageContents
 
 
-async def read_for_publish(jobs: Sequence[PublishJob]) -> list[Pending]:
-    """Read every job's SBOM inputs from its (built) image, concurrently, before any push.
+async def read_pending(job: PublishJob, native: str) -> Pending:
+    """Read `job`'s SBOM inputs from its (built) image, before it is pushed (`native`: the
+    engine's platform, where `rust-audit-info` runs).
 
-    A failure is a `BrokkrError` naming every image that could not be read;
-    nothing has been pushed then.
+    `publish` calls it for each variant as soon as that variant is built. A
+    failure is a `BrokkrError` naming the image and platform.
     """
-    native = await native_platform()
-    found: dict[int, Pending] = {}
-    failures: list[str] = []
-
-    async def one(index: int, job: PublishJob) -> None:
-        try:
-            contents = await read_contents(job.image, job.spec, native)
-        except BrokkrError as e:
-            failures.append(f"{job.spec.name} for {job.platform}: {e}")
-            return
-        found[index] = Pending(job, parse_platform(job.platform), contents)
-
-    async with anyio.create_task_group() as tg:
-        for index, job in enumerate(jobs):
-            tg.start_soon(one, index, job)
-    if failures:
-        msg = "reading the SBOMs failed, nothing was pushed: " + "; ".join(sorted(failures))
-        raise BrokkrError(msg)
-    return [found[i] for i in range(len(jobs))]
+    try:
+        contents = await read_contents(job.image, job.spec, native)
+    except BrokkrError as e:
+        raise BrokkrError(f"{job.spec.name} for {job.platform}: {e}") from None
+    return Pending(job, parse_platform(job.platform), contents)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pytest
 from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
-from ci import _push
+from ci import _push, _sbom
 from tests._publishing import RECIPE, publish_to
 from tests._registry_server import RegistryServer, push_image
 from tests._sbom_inputs import answer_image_reads
@@ -98,6 +98,96 @@ async def test_every_variant_is_built_before_the_first_push(
     first_push = evaluated.index("publish")
     assert evaluated[:first_push].count("sync") == 6  # 3 components x 2 platforms
     assert "sync" not in evaluated[first_push:]
+
+
+SBOM_FILES = {_sbom.DPKG_STATUS, _sbom.OS_RELEASE, _sbom.APK_INSTALLED, _sbom.NPM_INSTALLED}
+
+
+def sbom_reads(engine: StandInEngine) -> list[tuple[float, float]]:
+    """(started, ended) of each SBOM input the engine read: a package database, the OS
+    release, the npm tree, or the crates `rust-audit-info` found in a binary."""
+    return [
+        (started, ended)
+        for field, node, started, ended in engine.evaluated
+        if (field == "contents" and node.field == "file" and node.args["path"] in SBOM_FILES)
+        or (field == "stdout" and node.execs()[-1][0] == "rust-audit-info")
+    ]
+
+
+async def test_every_sbom_is_read_before_the_first_push(
+    brokkr: ModuleCaller, publishing: StandInEngine, namespace: str
+):
+    # The reads start as each variant is built; the pushes wait for all of them.
+    await brokkr.call("publish", ref="refs/tags/v0.4.0", sha=SHA, registry=namespace)
+    reads = sbom_reads(publishing)
+    # Per platform: the OS release of all three; dpkg and crates of broker and agent;
+    # apk and npm of the UI.
+    assert len(reads) == 2 * (3 + 2 + 2 + 1 + 1)
+    pushes = [started for field, _, started, _ in publishing.evaluated if field == "publish"]
+    assert len(pushes) == 12
+    assert max(ended for _, ended in reads) <= min(pushes)
+
+
+def is_image(node: Node, name: str, platform: str, default: str) -> bool:
+    """Whether `node` reads from the labelled image `name` for `platform`."""
+    titles = [
+        n.args["value"]
+        for n in node.calls("withLabel")
+        if n.args["name"] == "org.opencontainers.image.title"
+    ]
+    return titles[-1:] == [name] and node.platform(default) == platform
+
+
+async def test_a_failed_sbom_read_pushes_nothing_for_any_component(
+    brokkr: ModuleCaller, publishing: StandInEngine, namespace: str
+):
+    def agent_arm64_dpkg(node: Node) -> bool:
+        return (
+            node.field == "file"
+            and node.args["path"] == _sbom.DPKG_STATUS
+            and is_image(node, "brokkr-agent", "linux/arm64", publishing.default_platform)
+        )
+
+    publishing.fail_when(agent_arm64_dpkg, "no such file or directory")
+    with pytest.raises(FunctionError) as info:
+        await brokkr.call("publish", ref="refs/tags/v1.2.3", sha=SHA, registry=namespace)
+    message = str(info.value)
+    assert message.startswith(
+        "reading the SBOMs failed, nothing was pushed: brokkr-agent for linux/arm64: "
+    )
+    assert "no such file or directory" in message
+    assert "brokkr-broker" not in message
+    assert publishing.pushes == []
+
+
+async def test_a_failed_push_still_reports_what_the_other_components_wrote(
+    brokkr: ModuleCaller, publishing: StandInEngine, namespace: str
+):
+    from tests import _standin
+
+    def ui_down(engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> str:
+        if "/brokkr-ui:" in args["address"]:
+            raise graphql.GraphQLError("failed to push: 502 Bad Gateway")
+        return _standin.BUILTIN[("Container", "publish")](engine, node, args)
+
+    publishing.on("Container", "publish", ui_down)
+    with pytest.raises(FunctionError) as info:
+        await brokkr.call("publish", ref="refs/tags/v1.2.3", sha=SHA, registry=namespace)
+    message = str(info.value)
+    assert message.startswith(f"pushing {namespace}/brokkr-ui:1.2.3 failed after 3 attempts")
+    already = message.split(" Already pushed: ", 1)[1].split(". ", 1)[0].split(", ")
+    assert sorted(already) == [
+        f"{namespace}/{name}:{tag}"
+        for name in ("brokkr-agent", "brokkr-broker")
+        for tag in ("1", "1.2", "1.2.3", "latest")
+    ]
+    assert pushed(publishing) == sorted(already)
+    # The other components went on to their read-back and SBOMs; the error says so.
+    written = message.split(" For the images that were pushed and verified: ", 1)[1]
+    for name in ("brokkr-broker", "brokkr-agent"):
+        for platform in BOTH:
+            assert f"{platform} {namespace}/{name}@sha256:" in written
+    assert "brokkr-ui" not in written
 
 
 async def test_prerelease_gets_only_its_version(
