@@ -161,12 +161,7 @@ def debian_packages(status: str, *, distro: str, arch: str) -> list[Package]:
             continue
         if not fields.get("Status", "").endswith(" installed"):
             continue
-        package_arch = fields.get("Architecture", "")
-        if package_arch not in ("all", arch):
-            raise BrokkrError(
-                f"the dpkg database lists {name} for {package_arch}, but the SBOM is for "
-                f"{arch}: it was not read from this platform's image"
-            )
+        package_arch = _check_arch("dpkg", name, fields.get("Architecture", ""), "all", arch)
         properties: list[tuple[str, str]] = []
         if source := fields.get("Source"):
             properties.append(("debian:source", source.split(" ", 1)[0]))
@@ -190,6 +185,16 @@ def debian_packages(status: str, *, distro: str, arch: str) -> list[Package]:
     return packages
 
 
+def _check_arch(database: str, name: str, package_arch: str, any_arch: str, arch: str) -> str:
+    """`package_arch` if it is `arch` or `any_arch`; otherwise the image is the wrong one."""
+    if package_arch not in (any_arch, arch):
+        raise BrokkrError(
+            f"the {database} database lists {name} for {package_arch}, but the SBOM is for "
+            f"{arch}: it was not read from this platform's image"
+        )
+    return package_arch
+
+
 def alpine_packages(installed: str, *, distro: str, arch: str) -> list[Package]:
     """The packages of an apk database (`P:` name, `V:` version, `A:` arch, `L:` license)."""
     _check_size(installed, APK_INSTALLED)
@@ -203,12 +208,7 @@ def alpine_packages(installed: str, *, distro: str, arch: str) -> list[Package]:
         name, version = fields.get("P"), fields.get("V")
         if not name or not version:
             continue
-        package_arch = fields.get("A", "")
-        if package_arch not in ("noarch", arch):
-            raise BrokkrError(
-                f"the apk database lists {name} for {package_arch}, but the SBOM is for "
-                f"{arch}: it was not read from this platform's image"
-            )
+        package_arch = _check_arch("apk", name, fields.get("A", ""), "noarch", arch)
         packages.append(
             Package(
                 bom_ref=f"apk:{name}@{version}?arch={package_arch}",
