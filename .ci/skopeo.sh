@@ -12,7 +12,7 @@
 # dynamic loader (`ld-linux-*.so --library-path <private libs>`).
 #
 # Result: $BROKKR_SKOPEO_DIR/bin/skopeo (default .cache/skopeo/bin/skopeo), the
-# path tests/_skopeo.py looks for. Nothing is done when it already works, or
+# path tests/support/skopeo.py looks for. Nothing is done when it already works, or
 # when the system's skopeo is 1.18 or newer (the tests use that one then).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -40,8 +40,8 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 
 def serve_engine(conn: Connection) -> None:
     """The stand-in engine in its own process, as a real engine is; driven through `conn`."""
-    from tests._sbom_inputs import answer_image_reads
-    from tests._standin import StandInEngine, push_to_registry, schema_path
+    from tests.support.sbom_inputs import answer_image_reads
+    from tests.support.standin import StandInEngine, push_to_registry, schema_path
 
     engine = StandInEngine(schema_path())
     engine.start()
@@ -63,7 +63,7 @@ async def run(conn: Connection, port: int, token: str, registry: str) -> tuple[f
     import dagger
     from dagger import dag
 
-    from tests._standin import FIXTURE_WORKSPACE, ModuleCaller
+    from tests.support.standin import FIXTURE_WORKSPACE, ModuleCaller
 
     os.environ["DAGGER_SESSION_PORT"] = str(port)
     os.environ["DAGGER_SESSION_TOKEN"] = token
@@ -87,7 +87,7 @@ async def run(conn: Connection, port: int, token: str, registry: str) -> tuple[f
 
 
 def main() -> int:
-    from tests._registry_server import start_registry
+    from tests.support.registry_server import start_registry
 
     parent, child = multiprocessing.get_context("spawn").Pipe()
     process = multiprocessing.get_context("spawn").Process(target=serve_engine, args=(child,))

@@ -1,21 +1,18 @@
 """Brokkr's container images: build, tag, publish and inspect them.
 
 Each function here is a thin, documented entry point; the work lives in the
-private modules of this package:
+sub-packages of `ci`, whose folders are the layers (each `__init__` states its
+rule, and tests/test_layers.py enforces them):
 
-- pure rules: `_tags`, `_platforms`, `_components`, `_reference`, `_labels`,
-  and the pinned tool versions in `_versions`;
-- Dagger stage builders: `_rust`, `_ui`, `_build` and `_image`;
-- the registry client: HTTP with its limits and deadline in `_http`, logins and
-  tokens in `_auth`, the OCI distribution API in `_registry`, and what
-  `inspect` returns in `_inspection`; `--registry-service` in `_service`;
-- pushing and publishing: `_push` and `_publish`;
-- supply chain: the SBOM read from an image in `_sbom` and written as a
-  CycloneDX document by `_cyclonedx`, attached to pushed images as OCI
-  referrers by `_referrers`; cosign-format signatures in `_signing`, checked
-  by `_verify`.
+- `ci.rules`: pure rules (components, platforms, tags, references, labels,
+  pinned versions);
+- `ci.build`: Dagger stage builders, start checks, pushes, `--registry-service`;
+- `ci.registry`: the registry client (HTTP with its limits, logins, the OCI
+  distribution API, referrers); never imports Dagger;
+- `ci.supply_chain`: SBOMs, cosign-format signatures and their verification;
+- `ci.publishing`: publish and inspect, on top of all the others.
 
-Every problem a user can act on is a `BrokkrError` (`_errors`).
+Every problem a user can act on is a `ci.errors.BrokkrError`.
 """
 
 from collections.abc import Sequence
@@ -24,12 +21,20 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, Ignore, function, object_type
 
-from ci import _build, _image, _inspection, _publish, _sbom, _service, _signing, _tags, _verify
-from ci._components import Component, Stage
-from ci._errors import read_file
-from ci._image import Image
-from ci._labels import DEFAULT_SOURCE_URL
-from ci._reference import parse_reference
+from ci.build import image as _image
+from ci.build import service as _service
+from ci.build import stages as _build
+from ci.build.image import Image
+from ci.inputs import read_file
+from ci.publishing import inspection as _inspection
+from ci.publishing import publish as _publish
+from ci.rules import tags as _tags
+from ci.rules.components import Component, Stage
+from ci.rules.labels import DEFAULT_SOURCE_URL
+from ci.rules.reference import parse_reference
+from ci.supply_chain import sbom as _sbom
+from ci.supply_chain import signing as _signing
+from ci.supply_chain import verify as _verify
 
 ALL_PLATFORMS = (dagger.Platform("linux/amd64"), dagger.Platform("linux/arm64"))
 

@@ -25,12 +25,16 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("brokkr", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("brokkr")
 
-# Fixture modules (one import line each).
-from tests._publishing import namespace, no_waiting, publishing  # noqa: E402, F401
-from tests._registry_server import auth_registry, registry  # noqa: E402, F401
-from tests._standin import brokkr, engine, fixture_source, standin_engine  # noqa: E402, F401
+# Fixture modules: their fixtures are registered as plugins.
+# (each after the modules it imports, so that pytest can rewrite its asserts)
+pytest_plugins = [
+    "tests.support.registry_server",
+    "tests.support.standin",
+    "tests.support.skopeo",
+    "tests.support.publishing",
+]
 
-# Fixtures that skip when their program is missing (tests/_registry_server.py).
+# Fixtures that skip when their program is missing (tests/support/registry_server.py).
 REGISTRY_FIXTURES = frozenset({"registry", "auth_registry"})
 
 

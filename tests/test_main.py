@@ -8,11 +8,11 @@ import pytest
 from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
-from ci import _tags
 from ci.main import SOURCE_IGNORE
-from tests._registry_proxy import RegistryProxy
-from tests._registry_server import RegistryServer, push_image
-from tests._standin import ROOT, ModuleCaller, ModuleDef, PatternMatcher, StandInEngine
+from ci.rules import tags as _tags
+from tests.support.registry_proxy import RegistryProxy
+from tests.support.registry_server import RegistryServer, push_image
+from tests.support.standin import ROOT, ModuleCaller, ModuleDef, PatternMatcher, StandInEngine
 
 
 async def _module(brokkr: ModuleCaller) -> ModuleDef:

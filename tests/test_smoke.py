@@ -14,13 +14,15 @@ import pytest
 from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
-from ci import _build, _image, _ui
-from ci._components import COMPONENTS, Component, Stage
-from ci._errors import BrokkrError
-from tests._registry_server import RegistryServer
-from tests._standin import FIXTURE_WORKSPACE, ModuleCaller, Node, StandInEngine
-from tests.test_build import RECIPE_PATH, recipe_of
-from tests.test_publish import SHA, really_push
+from ci.build import image as _image
+from ci.build import stages as _build
+from ci.build import ui as _ui
+from ci.errors import BrokkrError
+from ci.rules.components import COMPONENTS, Component, Stage
+from tests.build.test_stages import RECIPE_PATH, recipe_of
+from tests.publishing.test_publish import SHA, really_push
+from tests.support.registry_server import RegistryServer
+from tests.support.standin import FIXTURE_WORKSPACE, ModuleCaller, Node, StandInEngine
 
 AGENT_CHECK = ["sh", "-c", "./brokkr-agent --help && kubectl version --client"]
 

@@ -1,0 +1,110 @@
+"""A multi-platform image: one component built for several platforms.
+
+Dagger cannot usefully hand a bare list of platform variants to the command
+line, so `image` returns an `Image` object: `tarball` exports a multi-platform
+OCI archive (`dagger call image --component broker tarball export --path
+broker.tar`) and `publish` pushes one multi-platform manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+import dagger
+from dagger import Doc, function, object_type
+
+from ci.build import push as _push
+from ci.build import service as _service
+from ci.build.stages import DEFAULT_UI_PATH, check_starts, compose_variants
+from ci.rules.components import Component, Stage, component_spec
+from ci.rules.platforms import SUPPORTED_PLATFORMS, parse_platforms
+
+
+@object_type
+class Image:
+    """One Brokkr component built for several platforms."""
+
+    component: Component = dagger.field()
+    """The component the variants are images of."""
+    variants: list[dagger.Container] = dagger.field()
+    """The runtime image of each platform, in the order of `platforms`."""
+    platforms: list[str] = dagger.field()
+    """The platform of each variant."""
+
+    @function
+    def tarball(self) -> dagger.File:
+        """A multi-platform OCI image archive of all variants (`… tarball export --path x.tar`)."""
+        return self.variants[0].as_tarball(
+            platform_variants=self.variants[1:],
+            media_types=dagger.ImageMediaTypes.OCIMediaTypes,
+        )
+
+    @function(cache="never")
+    async def publish(
+        self,
+        address: Annotated[
+            str, Doc("Where to push, e.g. ghcr.io/colliery-io/brokkr-broker:1.2.3.")
+        ],
+        username: Annotated[str, Doc("Registry user; required with a password.")] = "",
+        password: Annotated[
+            dagger.Secret | None,
+            Doc(
+                "Registry password or token, as a secret (e.g. env://GITHUB_TOKEN). Without "
+                "it the Docker login forwarded by the Dagger CLI is used."
+            ),
+        ] = None,
+        registry_service: Annotated[
+            dagger.Service | None,
+            Doc(
+                "Reach the (loopback) registry of the address through this service, e.g. "
+                "tcp://localhost:5000 for a registry on the Dagger CLI's machine."
+            ),
+        ] = None,
+    ) -> str:
+        """Push all variants as one multi-platform manifest; return the `…@sha256:` reference.
+
+        Transient registry errors are retried a bounded number of times; a
+        refused login is not. `dagger call image --component ui publish
+        --address ghcr.io/me/brokkr-ui:dev`; to a registry on the CLI's machine:
+        `--address localhost:5000/brokkr-ui:dev --registry-service tcp://localhost:5000`.
+        """
+        address = _push.check_address(address)
+        _service.check(address, registry_service)
+        primary = _push.with_auth(self.variants[0], address, username=username, password=password)
+        return await _push.push(
+            primary, self.variants[1:], address, registry_service=registry_service
+        )
+
+
+async def build_multi(
+    source: dagger.Directory,
+    *,
+    component: Component,
+    platforms: Sequence[str] = SUPPORTED_PLATFORMS,
+    emulate: bool = False,
+    ui_path: str = DEFAULT_UI_PATH,
+    source_checked: bool = False,
+) -> Image:
+    """Build the runtime image of `component` for every platform in `platforms`, start-checked.
+
+    Platforms and the source are checked first (once; `source_checked` says the
+    caller already ran `_build.check_source`). The cargo-chef planner runs once
+    per distinct build platform; then every variant is built and runs its start
+    check on its own platform (`_build.check_starts`), all concurrently. Any
+    failure is a `BrokkrError` naming the image and platform: nothing is
+    returned, so nothing can be exported or pushed.
+    """
+    targets = parse_platforms(list(platforms))
+    variants = await compose_variants(
+        source,
+        component_spec(component),
+        targets,
+        stage=Stage.RUNTIME,
+        emulate=emulate,
+        ui_path=ui_path,
+        source_checked=source_checked,
+    )
+    names = [t.platform for t in targets]
+    await check_starts(component_spec(component), variants, names)
+    return Image(component=component, variants=variants, platforms=names)

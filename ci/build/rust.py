@@ -1,0 +1,259 @@
+"""The cargo-chef stages shared by the broker and agent images.
+
+One set of stage builders serves both Rust components; each returns a
+`dagger.Container` and nothing here evaluates anything except `recipe()`,
+which reads the planner's output:
+
+    chef_base(platform)          rust image + cargo-chef, cargo-auditable (once) + cargo caches
+      ├─ planner(plan, source)   `cargo chef prepare` over the source → recipe.json
+      └─ toolchain(plan)         build libraries; cross gcc + target `-dev` libs when crossing
+           └─ cacher(plan, recipe_text)
+                                 recipe.json written *by content*, `cargo chef cook … --target T`
+                └─ builder(plan, spec, source, recipe_text)
+                                 full source, clean the crate, `cargo auditable build … --target T`
+    runtime(plan, spec, binary)  debian:bookworm-slim for the target platform, run as 10001:10001
+
+Inputs: the planner and the builder see only what cargo reads, the workspace
+`SOURCE_INCLUDE` (`Cargo.toml`, `Cargo.lock`, `crates/`, and `.cargo/` and
+`rust-toolchain[.toml]` when present) minus build output (`SOURCE_EXCLUDE`),
+so an edit to Brokkr's docs, charts or UI never re-runs `cargo chef prepare`
+or `cargo build`.
+
+Caching: the cacher receives the recipe's text (`with_new_file`), not the
+planner's `File`: Dagger keys a copied file by the call chain that produced it
+(which includes the source), so only the content keeps a source-only edit from
+re-running the dependency build. Cargo's registry and git caches are cache
+volumes; `target/` never is. `cargo chef cook` compiles dependencies and
+deletes the artifacts of its dummy workspace libraries, and the builder cleans
+the component's own crate, so the workspace crates are always compiled (with
+whatever they embed through `include_str!`, such as the broker's SQL
+migrations) from the real source.
+
+Cross-compiling: for a foreign target the planner, cacher and builder run on
+the engine's native platform with the target triple installed, the cross gcc as
+linker and the target architecture's `libpq-dev`/`libssl-dev` (Debian
+multiarch); only the binary goes into the target-platform runtime image. With
+an emulated plan every stage runs on the target platform instead. Cargo always
+gets `--target <triple>` (natively and emulated too, where no cross toolchain is
+installed), as in the Dockerfiles, so every plan leaves the binary in
+`target/<triple>/release`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+
+import dagger
+from dagger import dag
+
+from ci.rules.components import BROKKR_OWNER, BROKKR_UID, BROKKR_USER, ComponentSpec
+from ci.rules.platforms import (
+    NATIVE_BUILD_PACKAGES,
+    BuildMode,
+    BuildPlan,
+    cross_env,
+    cross_packages,
+)
+from ci.rules.versions import CARGO_AUDITABLE_VERSION as AUDITABLE
+from ci.rules.versions import (
+    CARGO_CHEF_VERSION,
+    RUNTIME_IMAGE,
+    RUNTIME_PACKAGES,
+    RUST_IMAGE,
+    kubectl_checksum,
+    kubectl_url,
+)
+
+WORKDIR = "/app"
+"""The workspace root inside the builder containers."""
+
+RECIPE = "recipe.json"
+"""cargo-chef's recipe file, relative to `WORKDIR`."""
+
+SOURCE_INCLUDE: tuple[str, ...] = (
+    "Cargo.toml",
+    "Cargo.lock",
+    "crates/",
+    ".cargo/",
+    "rust-toolchain",
+    "rust-toolchain.toml",
+)
+"""All the Rust stages see of the source: what cargo and rustup read (absent ones are skipped)."""
+
+SOURCE_EXCLUDE: tuple[str, ...] = ("target/", "**/target/", "**/node_modules/", ".git/")
+"""Never copied into the builders, even inside `SOURCE_INCLUDE`: build output, node_modules, git."""
+
+RUNTIME_WORKDIR = "/usr/local/bin"
+"""The runtime images' working directory, where the binaries are: Brokkr's compose file runs
+`./brokkr-broker` and `./brokkr-agent` with `entrypoint: []`."""
+
+CARGO_REGISTRY = "/usr/local/cargo/registry"
+CARGO_GIT = "/usr/local/cargo/git"
+REGISTRY_CACHE = "brokkr-cargo-registry"
+GIT_CACHE = "brokkr-cargo-git"
+
+
+TOUCH_SOURCES = ["sh", "-c", "find . -path ./target -prune -o -type f -exec touch {} +"]
+"""Make every source file newer than the dependency layer (see `builder`)."""
+
+
+def apt_install(packages: Iterable[str]) -> list[str]:
+    """A `sh -c` exec that installs Debian `packages` without recommends and cleans the lists."""
+    names = " ".join(shlex.quote(p) for p in packages)
+    script = (
+        "apt-get update && apt-get install -y --no-install-recommends "
+        f"{names} && rm -rf /var/lib/apt/lists/*"
+    )
+    return ["sh", "-c", script]
+
+
+def rust_source(source: dagger.Directory) -> dagger.Directory:
+    """The source the Rust stages see: `SOURCE_INCLUDE` of `source`, minus `SOURCE_EXCLUDE`."""
+    return source.filter(include=list(SOURCE_INCLUDE), exclude=list(SOURCE_EXCLUDE))
+
+
+def chef_base(platform: str) -> dagger.Container:
+    """The rust image on `platform` with cargo-chef and cargo-auditable installed (pinned,
+    once) and cargo's caches mounted."""
+    return (
+        dag.container(platform=dagger.Platform(platform))
+        .from_(RUST_IMAGE)
+        .with_mounted_cache(CARGO_REGISTRY, dag.cache_volume(REGISTRY_CACHE))
+        .with_mounted_cache(CARGO_GIT, dag.cache_volume(GIT_CACHE))
+        .with_exec(["cargo", "install", "cargo-chef", "--locked", "--version", CARGO_CHEF_VERSION])
+        .with_exec(["cargo", "install", "cargo-auditable", "--locked", "--version", AUDITABLE])
+        .with_workdir(WORKDIR)
+    )
+
+
+def planner(plan: BuildPlan, source: dagger.Directory) -> dagger.Container:
+    """`cargo chef prepare` over the source; the recipe is at `/app/recipe.json`."""
+    return (
+        chef_base(plan.build_platform)
+        .with_directory(WORKDIR, rust_source(source))
+        .with_exec(["cargo", "chef", "prepare", "--recipe-path", RECIPE])
+    )
+
+
+async def recipe(planner_ctr: dagger.Container) -> str:
+    """Run the planner and return the recipe's text (what the cacher is keyed on)."""
+    return await planner_ctr.file(f"{WORKDIR}/{RECIPE}").contents()
+
+
+def toolchain(plan: BuildPlan) -> dagger.Container:
+    """The chef base plus what compiling Brokkr needs for the plan's target.
+
+    Native and emulated plans install the build libraries of the container's
+    own architecture. A cross plan adds the target architecture to dpkg,
+    installs the cross gcc and the target's `-dev` packages, adds the Rust
+    target and sets the linker and pkg-config environment.
+    """
+    base = chef_base(plan.build_platform)
+    if plan.mode is not BuildMode.CROSS:
+        return base.with_exec(apt_install(NATIVE_BUILD_PACKAGES))
+    target = plan.target
+    ctr = (
+        base.with_exec(["dpkg", "--add-architecture", target.debian_arch])
+        .with_exec(apt_install(cross_packages(target)))
+        .with_exec(["rustup", "target", "add", target.rust_target])
+    )
+    for name, value in cross_env(target).items():
+        ctr = ctr.with_env_variable(name, value)
+    return ctr
+
+
+def cacher(plan: BuildPlan, recipe_text: str) -> dagger.Container:
+    """Only the recipe, then `cargo chef cook --release --target T`: the dependency layer."""
+    return (
+        toolchain(plan)
+        .with_new_file(f"{WORKDIR}/{RECIPE}", recipe_text)
+        .with_exec(
+            ["cargo", "chef", "cook", "--release", "--recipe-path", RECIPE, *plan.target_args]
+        )
+    )
+
+
+def builder(
+    plan: BuildPlan, spec: ComponentSpec, source: dagger.Directory, recipe_text: str
+) -> dagger.Container:
+    """The cacher plus the full source, then `cargo auditable build --release --bin <binary>
+    --target T`: cargo-auditable embeds the binary's crate list in its `.dep-v0` section.
+
+    Nothing of cook's dummy workspace crates may survive into the release
+    binary (Brokkr once shipped stale SQL migrations that way): every source
+    file is touched so cargo sees each workspace crate, and every file it
+    embeds, as newer than anything cook compiled, and `cargo clean --package`
+    removes the component's own dummy binary, which cook leaves behind.
+    """
+    return (
+        cacher(plan, recipe_text)
+        .with_directory(WORKDIR, rust_source(source))
+        .with_exec(TOUCH_SOURCES)
+        .with_exec(["cargo", "clean", "--release", "--package", spec.name, *plan.target_args])
+        .with_exec(
+            ["cargo", "auditable", "build", "--release", "--bin", spec.binary, *plan.target_args]
+        )
+    )
+
+
+def binary_path(plan: BuildPlan, spec: ComponentSpec) -> str:
+    """Where the builder leaves the binary: `/app/target/<triple>/release/<binary>`."""
+    return f"{WORKDIR}/{plan.release_dir}/{spec.binary}"
+
+
+def runtime(plan: BuildPlan, spec: ComponentSpec, binary: dagger.File) -> dagger.Container:
+    """`debian:bookworm-slim` for the target platform with the runtime libraries and `binary`.
+
+    The agent also gets kubectl for the image's own architecture (downloaded by
+    the engine and checked against the pinned sha256). The image runs as the
+    numeric user `10001:10001` (Kubernetes' `runAsNonRoot` can only verify a
+    numeric user); the `brokkr` user and group with that id exist and own the
+    binaries. The working directory is `/usr/local/bin`, where the binaries are.
+    """
+    ctr = (
+        dag.container(platform=dagger.Platform(plan.target.platform))
+        .from_(RUNTIME_IMAGE)
+        .with_exec(apt_install(RUNTIME_PACKAGES))
+    )
+    owner = ""
+    if spec.non_root:
+        uid = str(BROKKR_UID)
+        ctr = ctr.with_exec(["groupadd", "--system", "--gid", uid, BROKKR_USER]).with_exec(
+            [
+                "useradd",
+                "--system",
+                "--uid",
+                uid,
+                "--gid",
+                uid,
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                BROKKR_USER,
+            ]
+        )
+        owner = BROKKR_OWNER
+    if spec.kubectl:
+        arch = plan.target.kubectl_arch
+        kubectl = dag.http(kubectl_url(arch), checksum=kubectl_checksum(arch))
+        ctr = ctr.with_file(f"{RUNTIME_WORKDIR}/kubectl", kubectl, permissions=0o755, owner=owner)
+    ctr = ctr.with_file(f"{RUNTIME_WORKDIR}/{spec.binary}", binary, permissions=0o755, owner=owner)
+    ctr = (
+        ctr.with_workdir(RUNTIME_WORKDIR)
+        .with_exposed_port(spec.port)
+        .with_entrypoint([spec.binary])
+    )
+    if spec.non_root:
+        ctr = ctr.with_user(BROKKR_OWNER)
+    return ctr
+
+
+def start_check(spec: ComponentSpec) -> list[str]:
+    """The runtime image's start check: the binary answers `--help` from the working directory
+    (as Brokkr's compose file runs it), and the agent's kubectl runs.
+    """
+    script = f"./{spec.binary} --help"
+    if spec.kubectl:
+        script += " && kubectl version --client"
+    return ["sh", "-c", script]

@@ -1,0 +1,90 @@
+"""The component and stage enums, the component table and the pinned versions."""
+
+import re
+
+import pytest
+
+from ci.rules import versions as _versions
+from ci.rules.components import (
+    BROKKR_UID,
+    BROKKR_USER,
+    COMPONENTS,
+    Component,
+    Stage,
+    component_spec,
+)
+
+
+def test_component_values_are_what_the_cli_takes():
+    assert [c.value for c in Component] == ["broker", "agent", "ui"]
+
+
+def test_stage_values_in_build_order():
+    assert [s.value for s in Stage] == ["planner", "cacher", "builder", "runtime"]
+
+
+def test_every_enum_member_is_documented():
+    from dagger.mod._utils import extract_enum_member_doc, get_doc
+
+    for enum_cls in (Component, Stage):
+        assert get_doc(enum_cls)
+        docs = extract_enum_member_doc(enum_cls)
+        for member in enum_cls:
+            assert docs[member.name].description, member
+
+
+@pytest.mark.parametrize(
+    ("component", "name", "port", "kubectl", "non_root", "rust"),
+    [
+        (Component.BROKER, "brokkr-broker", 3000, False, True, True),
+        (Component.AGENT, "brokkr-agent", 8080, True, True, True),
+        (Component.UI, "brokkr-ui", 3001, False, False, False),
+    ],
+)
+def test_component_specs(component, name, port, kubectl, non_root, rust):
+    spec = component_spec(component)
+    assert spec.component is component
+    assert spec.name == name
+    assert spec.binary == name
+    assert spec.port == port
+    assert spec.kubectl is kubectl
+    assert spec.non_root is non_root
+    assert spec.rust is rust
+    assert spec.title.startswith("Brokkr ")
+    assert spec.description
+
+
+def test_rust_crates_live_under_crates():
+    assert COMPONENTS[Component.BROKER].crate_dir == "crates/brokkr-broker"
+    assert COMPONENTS[Component.AGENT].manifest == "crates/brokkr-agent/Cargo.toml"
+
+
+def test_the_non_root_user():
+    assert BROKKR_USER == "brokkr"
+    assert BROKKR_UID == 10001
+
+
+def test_base_images_are_pinned_by_tag():
+    assert _versions.RUST_IMAGE == "rust:1.90-slim-bookworm"
+    assert _versions.RUNTIME_IMAGE == "debian:bookworm-slim"
+    assert _versions.NODE_IMAGE == "node:18-alpine"
+
+
+def test_tool_versions_are_exact():
+    assert re.fullmatch(r"\d+\.\d+\.\d+", _versions.CARGO_CHEF_VERSION)
+    assert re.fullmatch(r"v\d+\.\d+\.\d+", _versions.KUBECTL_VERSION)
+
+
+def test_kubectl_checksums_cover_both_architectures():
+    assert set(_versions.KUBECTL_SHA256) == {"amd64", "arm64"}
+    for digest in _versions.KUBECTL_SHA256.values():
+        assert re.fullmatch(r"[0-9a-f]{64}", digest)
+    assert _versions.KUBECTL_SHA256["amd64"] != _versions.KUBECTL_SHA256["arm64"]
+
+
+def test_kubectl_url_and_checksum_form():
+    assert (
+        _versions.kubectl_url("arm64")
+        == f"https://dl.k8s.io/release/{_versions.KUBECTL_VERSION}/bin/linux/arm64/kubectl"
+    )
+    assert _versions.kubectl_checksum("amd64") == "sha256:" + _versions.KUBECTL_SHA256["amd64"]

@@ -1,0 +1,287 @@
+"""A loopback HTTP server in front of a real registry, for what the real one lacks.
+
+``RegistryProxy`` forwards the distribution API to an upstream registry (the
+Debian ``docker-registry`` of the fixtures) and adds, on request:
+
+- Bearer token auth the way GHCR and Docker Hub do it: a 401 with
+  ``WWW-Authenticate: Bearer realm=…,service=…,scope=…`` and a ``/token``
+  endpoint that checks Basic credentials and records what it was asked for;
+- ``tags/list`` pagination with ``n``/``last`` and ``Link`` headers
+  (distribution v2.8 ignores ``n``; GHCR and distribution v3 paginate);
+- injected failures (``fail``), and a log of every request it saw.
+
+No pytest dependency; use it as a context manager.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+from dataclasses import dataclass, field
+from http.client import HTTPMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Self
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+
+from tests.support.registry_server import RegistryServer
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
+
+
+@dataclass
+class TokenRequest:
+    """One call of the token endpoint: its query and who it authenticated as."""
+
+    service: str | None
+    scope: str | None
+    username: str | None
+
+
+@dataclass
+class _Failure:
+    match: str
+    remaining: int
+    status: int
+    headers: dict[str, str]
+
+
+@dataclass
+class RegistryProxy:
+    """A proxy registry on 127.0.0.1 (``address``/``base_url`` like a RegistryServer)."""
+
+    upstream: RegistryServer
+    bearer: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    service: str = "brokkr-proxy"
+    token_requests: list[TokenRequest] = field(default_factory=list)
+    requests: list[tuple[str, str, int]] = field(default_factory=list)  # method, path, status
+    issued_tokens: list[str] = field(default_factory=list, repr=False)
+    _failures: list[_Failure] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _tokens: dict[str, str] = field(default_factory=dict, repr=False)  # token -> scope
+
+    # Life cycle -------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                proxy._handle(self)
+
+            def do_HEAD(self) -> None:
+                proxy._handle(self)
+
+            def do_POST(self) -> None:
+                proxy._handle(self)
+
+            def do_PUT(self) -> None:
+                proxy._handle(self)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "use RegistryProxy as a context manager"
+        return int(self._server.server_address[1])
+
+    @property
+    def registry(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.registry}"
+
+    def address(self, repository: str, tag: str | None = None, digest: str | None = None) -> str:
+        text = f"{self.registry}/{repository}"
+        if tag is not None:
+            text += f":{tag}"
+        if digest is not None:
+            text += f"@{digest}"
+        return text
+
+    # Test controls ------------------------------------------------------------------
+
+    def fail(
+        self,
+        times: int,
+        *,
+        status: int = 500,
+        match: str = "/v2/",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer the next ``times`` requests whose path contains ``match`` with ``status``."""
+        with self._lock:
+            self._failures.append(_Failure(match, times, status, dict(headers or {})))
+
+    def hits(self, match: str) -> int:
+        """How many requests with ``match`` in their path reached the proxy."""
+        with self._lock:
+            return sum(1 for _, path, _ in self.requests if match in path)
+
+    # Serving --------------------------------------------------------------------------
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        method = handler.command
+        url = urlsplit(handler.path)
+        path = url.path
+        length = int(handler.headers.get("Content-Length") or 0)
+        request_body = handler.rfile.read(length) if length else b""
+        status, headers, body = self._respond(
+            method, path, url.query, handler.headers, request_body
+        )
+        with self._lock:
+            self.requests.append((method, handler.path, status))
+        handler.send_response(status)
+        for name, value in headers:
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        if method != "HEAD":
+            handler.wfile.write(body)
+
+    def _respond(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        request_headers: HTTPMessage,
+        request_body: bytes = b"",
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        with self._lock:
+            for failure in self._failures:
+                if failure.remaining > 0 and failure.match in path:
+                    failure.remaining -= 1
+                    return failure.status, list(failure.headers.items()), _errors("UNAVAILABLE")
+        authorization = str(request_headers.get("Authorization") or "")
+        if path == "/token":
+            return self._token(query, authorization)
+        if not path.startswith("/v2/"):
+            return 404, [], b"not a registry path"
+        if self.bearer:
+            scope = _scope_of(path, write=method in ("POST", "PUT", "PATCH", "DELETE"))
+            token = (
+                authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else ""
+            )
+            with self._lock:
+                granted = self._tokens.get(token)
+            if granted is None or (scope is not None and not _grants(granted, scope)):
+                challenge = f'Bearer realm="{self.base_url}/token",service="{self.service}"'
+                if scope is not None:
+                    challenge += f',scope="{scope}"'
+                return 401, [("WWW-Authenticate", challenge)], _errors("UNAUTHORIZED")
+        if method == "GET" and path.endswith("/tags/list") and "n" in parse_qs(query):
+            return self._paginated_tags(path, parse_qs(query))
+        forwarded = httpx.request(
+            method,
+            f"{self.upstream.base_url}{path}" + (f"?{query}" if query else ""),
+            headers={
+                k: v for k, v in request_headers.items() if k.lower() in ("accept", "content-type")
+            },
+            content=request_body or None,
+            auth=self.upstream.auth,
+            timeout=30.0,
+        )
+        headers = [
+            (k, v.replace(self.upstream.base_url, self.base_url) if k.lower() == "location" else v)
+            for k, v in forwarded.headers.items()
+            if k.lower() not in _HOP_BY_HOP
+        ]
+        return forwarded.status_code, headers, forwarded.content
+
+    def _token(self, query: str, authorization: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        params = parse_qs(query)
+        username = None
+        if authorization.startswith("Basic "):
+            decoded = base64.b64decode(authorization[6:]).decode()
+            username, _, password = decoded.partition(":")
+            if self.username is not None and (username, password) != (self.username, self.password):
+                return 401, [], _errors("DENIED")
+        elif self.username is not None:
+            return 401, [], _errors("DENIED")
+        scope = params.get("scope", [None])[0]
+        with self._lock:
+            self.token_requests.append(
+                TokenRequest(params.get("service", [None])[0], scope, username)
+            )
+            token = secrets.token_urlsafe(24)
+            self._tokens[token] = scope or ""
+            self.issued_tokens.append(token)
+        body = json.dumps({"token": token, "expires_in": 300}).encode()
+        return 200, [("Content-Type", "application/json")], body
+
+    def _paginated_tags(
+        self, path: str, params: dict[str, list[str]]
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        upstream = httpx.get(f"{self.upstream.base_url}{path}", auth=self.upstream.auth, timeout=30)
+        if upstream.status_code != 200:
+            headers = [("Content-Type", "application/json")]
+            return upstream.status_code, headers, upstream.content
+        document = upstream.json()
+        tags = sorted(document.get("tags") or [])
+        last = params.get("last", [None])[0]
+        if last is not None:
+            tags = [t for t in tags if t > last]
+        size = int(params["n"][0])
+        page, more = tags[:size], len(tags) > size
+        headers = [("Content-Type", "application/json")]
+        if more:
+            query = urlencode({"n": size, "last": page[-1]})
+            headers.append(("Link", f'<{path}?{query}>; rel="next"'))
+        body = json.dumps({"name": document["name"], "tags": page}).encode()
+        return 200, headers, body
+
+
+def _scope_of(path: str, *, write: bool = False) -> str | None:
+    """``repository:<name>:pull`` (``pull,push`` to write) for a repository path, None for ``/v2/``.
+
+    Like GHCR, a push token also reads: see ``_grants``.
+    """
+    rest = path[len("/v2/") :]
+    for marker in ("/manifests/", "/blobs/", "/tags/list"):
+        if marker in rest:
+            return f"repository:{rest.split(marker, 1)[0]}:{'pull,push' if write else 'pull'}"
+    return None
+
+
+def _grants(granted: str, wanted: str) -> bool:
+    """Whether a token for ``granted`` allows ``wanted`` (a push token also reads)."""
+    return granted == wanted or granted == wanted.removesuffix(":pull") + ":pull,push"
+
+
+def _errors(code: str) -> bytes:
+    return json.dumps(
+        {"errors": [{"code": code, "message": code.lower(), "detail": None}]}
+    ).encode()
