@@ -264,8 +264,8 @@ class Brokkr:
         signature is not checked here: `verify` checks it against a key.
         Attestation manifests are left out. Never cached: every call asks the registry.
         Bounded: at most 300 s in all, 4 MiB per manifest, 64 platforms per index;
-        a registry that breaks a limit gets an error naming it (README, "What a
-        registry cannot do to brokkr-ci").
+        a registry that breaks a limit gets an error naming it (docs/reference.md,
+        "Registry access and limits").
         """
         credentials, connect_to = await _inspection.registry_access(
             address, username, password, registry_service

@@ -36,7 +36,8 @@ RUST_AUDIT_INFO_VERSION = "0.5.4"
 
 KUBECTL_VERSION = "v1.34.1"
 """kubectl shipped in the agent image. kubectl supports one minor version either side of its
-own, so the agent works with Kubernetes 1.33, 1.34 and 1.35 API servers (README says so too)."""
+own, so the agent works with Kubernetes 1.33, 1.34 and 1.35 API servers (docs/reference.md
+says so too)."""
 
 KUBECTL_SHA256: Mapping[str, str] = MappingProxyType(
     {
