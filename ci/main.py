@@ -12,7 +12,8 @@ rule, and tests/test_layers.py enforces them):
 - `ci.supply_chain`: SBOMs, cosign-format signatures and their verification;
 - `ci.publishing`: publish and inspect, on top of all the others.
 
-Every problem a user can act on is a `ci.errors.BrokkrError`.
+Every problem a user can act on is a `ci.errors.BrokkrError`; every fan-out
+goes through `ci.concurrency.run_all`, which reports every failure as one.
 """
 
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from ci.build.image import Image
 from ci.inputs import read_file
 from ci.publishing import inspection as _inspection
 from ci.publishing import publish as _publish
+from ci.publishing import request as _request
 from ci.rules import tags as _tags
 from ci.rules.components import Component, Stage
 from ci.rules.labels import DEFAULT_SOURCE_URL
@@ -333,7 +335,7 @@ class Brokkr:
         ] = None,
         registry: Annotated[
             str, Doc("Registry and namespace; images go to {registry}/brokkr-{component}")
-        ] = _publish.DEFAULT_REGISTRY,
+        ] = _request.DEFAULT_REGISTRY,
         username: Annotated[str, Doc("Registry user ($GITHUB_ACTOR); needs --password")] = "",
         password: Annotated[
             dagger.Secret | None,
@@ -377,12 +379,12 @@ class Brokkr:
             Doc("Password of an encrypted --signing-key (BEGIN ENCRYPTED PRIVATE KEY)"),
         ] = None,
         format_: Annotated[
-            _publish.OutputFormat,
+            _request.OutputFormat,
             Doc(
                 "text: one address@sha256:… line per tag, then # notes; json: one array "
                 "for scripts (SBOMs and signatures included)"
             ),
-        ] = _publish.OutputFormat.TEXT,
+        ] = _request.OutputFormat.TEXT,
         registry_service: RegistryService = None,
         emulate: Emulate = False,
         ui_path: UiPath = _build.DEFAULT_UI_PATH,
@@ -428,7 +430,7 @@ class Brokkr:
         (loopback registries only; the same option exists on inspect,
         list-tags, sizes, verify and image … publish).
         """
-        request = _publish.PublishRequest.create(
+        request = _request.PublishRequest.create(
             ref=ref,
             sha=sha,
             pr=pr,
@@ -443,7 +445,7 @@ class Brokkr:
             ui_path=ui_path,
             emulate=emulate,
         )
-        repository = _publish.repository_address(request.registry, request.components[0])
+        repository = _request.repository_address(request.registry, request.components[0])
         _service.check(repository, registry_service)
         key = await _signing.key_from_secrets(signing_key, signing_password)
         credentials, connect_to = await _inspection.registry_access(

@@ -11,17 +11,27 @@ CI = Path(__file__).resolve().parents[1] / "ci"
 # What each part of the package may import from `ci` (besides itself).
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
-    "inputs": {"errors"},
-    "rules": {"errors"},
-    "build": {"errors", "inputs", "rules"},
-    "registry": {"errors", "rules"},
-    "supply_chain": {"errors", "inputs", "rules", "build", "registry"},
-    "publishing": {"errors", "inputs", "rules", "build", "registry", "supply_chain"},
-    "main": {"errors", "inputs", "rules", "build", "registry", "supply_chain", "publishing"},
+    "concurrency": {"errors"},
+    "inputs": {"errors", "concurrency"},
+    "rules": {"errors", "concurrency"},
+    "build": {"errors", "concurrency", "inputs", "rules"},
+    "registry": {"errors", "concurrency", "rules"},
+    "supply_chain": {"errors", "concurrency", "inputs", "rules", "build", "registry"},
+    "publishing": {"errors", "concurrency", "inputs", "rules", "build", "registry", "supply_chain"},
+    "main": {
+        "errors",
+        "concurrency",
+        "inputs",
+        "rules",
+        "build",
+        "registry",
+        "supply_chain",
+        "publishing",
+    },
 }
 # Modules that may import `dagger`: the Dagger object, the engine-side layers, and the
 # one rule module that declares the CLI's enums.
-DAGGER_FREE = {"errors", "rules", "registry"}
+DAGGER_FREE = {"errors", "concurrency", "rules", "registry"}
 DAGGER_EXCEPTIONS = {"rules/components.py"}
 
 

@@ -16,7 +16,7 @@ Order: as the SPEC's table lists them. For a release the immutable version
 leads and the moving tags follow from the narrowest (``1.2``) to the broadest
 (``latest``); a branch gets ``<branch>`` before ``<branch>-sha-<7 hex>``.
 ``publish`` pushes the immutable tag first whatever this order is
-(``_publish.pinned_first``), so the tag that must never change is written
+(``ci.publishing.plan.pinned_first``), so the tag that must never change is written
 before any pointer moves.
 
 Moving tags never move backwards. Given the versions already published

@@ -20,8 +20,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ci.errors import BrokkrError
+from ci.publishing.deliver import sign
 from ci.publishing.inspection import image_info, size_table
-from ci.publishing.publish import PublishRequest, Target, plan, sign
+from ci.publishing.plan import Target, plan
+from ci.publishing.request import PublishRequest
 from ci.registry.auth import Credentials, parse_challenges
 from ci.registry.client import MAX_REFERRERS, NO_REFERRERS_API, RegistryClient, next_link
 from ci.registry.http import MAX_HEADER_CHARS, MAX_MANIFEST_BYTES, Limits, clean, retry_delay

@@ -22,6 +22,7 @@ from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
 from ci.errors import BrokkrError
+from ci.publishing import deliver as _deliver
 from ci.publishing import publish as _publish
 from ci.registry import referrers as _referrers
 from ci.registry.client import OCI_INDEX, OCI_MANIFEST, Credentials, RegistryClient, sha256_digest
@@ -443,13 +444,13 @@ async def test_failed_attaches_and_failed_signatures_are_reported_together(
     monkeypatch.setattr(_referrers, "attach", attach)
     monkeypatch.setattr(_signing, "sign_manifest", sign_manifest)
     # The platform digests, learnt as the attaches start (signing comes after them).
-    real_attach_sboms = _publish.attach_sboms
+    real_attach_sboms = _deliver.attach_sboms
 
     async def attach_sboms(request: Any, targets: Any, *a: Any, **k: Any):
         digests.update(targets[0].platform_digests)
         return await real_attach_sboms(request, targets, *a, **k)
 
-    monkeypatch.setattr(_publish, "attach_sboms", attach_sboms)
+    monkeypatch.setattr(_deliver, "attach_sboms", attach_sboms)
     private, _ = pem_pair()
     publishing.env["COSIGN_KEY"] = private
     namespace = f"{auth_registry.registry}/t{uuid.uuid4().hex[:10]}"

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ci.build import push as _push
-from ci.publishing import publish as _publish
+from ci.publishing import readback as _readback
 from tests.support.registry_server import RegistryServer
 from tests.support.sbom_inputs import answer_image_reads
 from tests.support.standin import StandInEngine, push_to_registry
@@ -25,7 +25,7 @@ RECIPE = '{"skeleton": {"manifests": []}, "recipe": "fixture"}'
 def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     """Push and read-back retries without the delays between them."""
     monkeypatch.setattr(_push, "RETRY_DELAY", 0.0)
-    monkeypatch.setattr(_publish, "READ_BACK_DELAY", 0.0)
+    monkeypatch.setattr(_readback, "READ_BACK_DELAY", 0.0)
 
 
 @pytest.fixture

@@ -1,0 +1,187 @@
+"""Delivering a built publish: per component, push -> read back -> attach SBOMs -> sign.
+
+The components' chains run in parallel; one error once all have finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagger
+
+from ci.build import push as _push
+from ci.concurrency import run_all
+from ci.errors import BrokkrError
+from ci.publishing.plan import Target, pinned_first
+from ci.publishing.readback import verify
+from ci.publishing.report import after_push_failure, written_after_push
+from ci.publishing.request import PublishRequest
+from ci.registry.client import RegistryClient
+from ci.rules.tags import Tag
+from ci.supply_chain import sbom as _sbom
+from ci.supply_chain import signing as _signing
+
+
+async def deliver(
+    request: PublishRequest,
+    targets: Sequence[Target],
+    variants: dict[str, list[dagger.Container]],
+    client: RegistryClient,
+    *,
+    username: str,
+    password: dagger.Secret | None,
+    registry_service: dagger.Service | None = None,
+    pending: Sequence[_sbom.Pending] | None = None,
+    signing_key: _signing.SigningKey | None = None,
+) -> tuple[list[str], list[str]]:
+    """Push, read back, attach the SBOMs of and sign every target: one chain per target.
+
+    Components go in parallel, each as one chain: its immutable tag is pushed
+    first and its other tags after it (GHCR has lost tags under parallel
+    pushes of a new image); then its tags are read back; then its `pending`
+    SBOMs are attached (None: they are not); then, with `signing_key`, it is
+    signed. One component's attaches and signatures overlap another's pushes.
+    A chain that fails stops there and does not stop the others.
+
+    Once every chain has finished: a push that failed for good (or a read-back
+    that could not finish) is a `BrokkrError` listing every address that was
+    pushed, a tag the registry does not serve is one naming it; either also
+    says what was attached and signed meanwhile. Otherwise a failed SBOM or
+    signature is one error (`after_push_failure`). Returns every tag's
+    `address@digest` (targets' order) and the `# sbom …` notes.
+    """
+    refs: dict[str, str] = {}
+    push_errors: list[str] = []
+    problems: list[str] = []
+    reports: dict[str, _sbom.AttachReport] = {}
+    signing_failures: list[str] = []
+
+    async def chain(target: Target) -> None:
+        primary, *others = variants[target.spec.name]
+        primary = _push.with_auth(
+            primary, target.repository.name, username=username, password=password
+        )
+        first, *rest = pinned_first(target.tags)
+
+        async def tag(t: Tag) -> None:
+            address = target.address(t.name)
+            refs[address] = await _push.push(
+                primary, others, address, registry_service=registry_service
+            )
+            target.pushed.append(t.name)
+
+        try:
+            await tag(first)
+            await run_all([lambda t=t: tag(t) for t in rest])
+            read_back = await verify(request, target, refs, client)
+        except BrokkrError as e:
+            push_errors.append(str(e))
+            return
+        if read_back:
+            problems.extend(read_back)
+            return
+        if pending is not None:
+            mine = [p for p in pending if p.job.spec.name == target.spec.name]
+            reports[target.spec.name] = await attach_sboms(request, [target], client, mine)
+        if signing_key is not None:
+            signing_failures.extend(await sign(request, [target], client, signing_key))
+
+    await run_all([lambda t=t: chain(t) for t in targets])
+
+    sbom_lines = [_sbom.NOT_ATTACHED] if pending is None else []
+    for target in targets:
+        if (report := reports.get(target.spec.name)) is not None:
+            sbom_lines += report.lines
+    sbom_failures = sorted(f for report in reports.values() for f in report.failures)
+    written = written_after_push(
+        targets,
+        sbom_lines=sbom_lines,
+        sbom_failures=sbom_failures,
+        signing=signing_key is not None,
+        signing_failures=sorted(signing_failures),
+    )
+    meanwhile = ""
+    if any(t.sboms or t.signatures for t in targets) or sbom_failures or signing_failures:
+        meanwhile = " For the images that were pushed and verified: " + " ".join(written)
+    if push_errors:
+        done = [target.address(t) for target in targets for t in target.pushed]
+        note = f" Already pushed: {', '.join(done)}." if done else " Nothing was pushed."
+        raise BrokkrError(f"{push_errors[0]}{note}{meanwhile}")
+    if problems:
+        msg = "published, but the registry does not serve what was pushed: " + "; ".join(problems)
+        raise BrokkrError(msg + meanwhile)
+    pushed = [refs[t.address(tag.name)] for t in targets for tag in t.tags]
+    if sbom_failures or signing_failures:
+        raise BrokkrError(after_push_failure(pushed, written))
+    return pushed, sbom_lines
+
+
+async def attach_sboms(
+    request: PublishRequest,
+    targets: Sequence[Target],
+    client: RegistryClient,
+    pending: Sequence[_sbom.Pending],
+) -> _sbom.AttachReport:
+    """Attach every pending SBOM to its pushed platform manifest, under one registry deadline.
+
+    `publish` calls it for one component at a time, once its tags are read
+    back. Fills each target's `sboms`; a failure is in the report, not raised.
+    """
+    digests = {(t.repository.name, p): d for t in targets for p, d in t.platform_digests.items()}
+    # One deadline for all the attaches (the client's Limits.deadline).
+    try:
+        with client.operation(
+            targets[0].repository.registry,
+            f"attaching the SBOMs of the images in {request.registry}",
+        ):
+            report = await _sbom.attach_for_publish(
+                client, pending, digests, created=request.created
+            )
+    except BrokkrError as e:  # each attach reports its own failure; this is anything else
+        report = _sbom.AttachReport([], [str(e)], {})
+    for target in targets:
+        for platform in target.platform_digests:
+            if (digest := report.attached.get((target.repository.name, platform))) is not None:
+                target.sboms[platform] = digest
+    return report
+
+
+async def sign(
+    request: PublishRequest,
+    targets: Sequence[Target],
+    client: RegistryClient,
+    key: _signing.SigningKey,
+) -> list[str]:
+    """Sign every pushed platform manifest, then the index, of every target (cosign format).
+
+    Components go in parallel, all under one registry deadline (the client's
+    `Limits.deadline`); `publish` calls it for one component at a time, once
+    its SBOMs are attached. Fills each target's `signatures`. Returns one entry per
+    target whose signing failed, naming it and why (empty when all is
+    signed); the images themselves stay as pushed.
+    """
+    problems: list[str] = []
+
+    async def one(target: Target) -> None:
+        async def sign_one(what: str, digest: str) -> None:
+            await _signing.sign_manifest(
+                client, target.repository, digest, key, created=request.created
+            )
+            target.signatures[what] = _signing.signature_tag(digest)
+
+        try:
+            await run_all(
+                [lambda p=p, d=d: sign_one(p, d) for p, d in target.platform_digests.items()]
+            )
+            await sign_one("index", target.digest)
+        except BrokkrError as e:
+            problems.append(f"{target.repository.name}@{target.digest}: {e}")
+
+    try:
+        with client.operation(
+            targets[0].repository.registry, f"signing the pushed images in {request.registry}"
+        ):
+            await run_all([lambda t=t: one(t) for t in targets])
+    except BrokkrError as e:
+        problems.append(str(e))
+    return sorted(problems)

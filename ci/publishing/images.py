@@ -1,0 +1,144 @@
+"""Building a publish's images: every platform variant of every component, labelled,
+built concurrently, each variant's SBOM read as soon as it is built.
+
+A failed build or SBOM read is one error once all have finished; nothing has
+been pushed then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagger
+
+from ci.build import image as _image
+from ci.build.stages import check_source, native_platform
+from ci.concurrency import run_all
+from ci.errors import BrokkrError, first_line
+from ci.publishing.plan import Target, pinned_first
+from ci.publishing.request import PublishRequest
+from ci.rules.components import Component, component_spec
+from ci.rules.labels import image_labels
+from ci.supply_chain import sbom as _sbom
+
+
+async def check_sources(request: PublishRequest, source: dagger.Directory) -> None:
+    """Check the source holds every requested component (reads only, nothing is built)."""
+    await run_all(
+        [
+            lambda c=c: check_source(source, component_spec(c), request.ui_path)
+            for c in request.components
+        ]
+    )
+
+
+async def compose(
+    request: PublishRequest, source: dagger.Directory
+) -> dict[Component, _image.Image]:
+    """Compose every component's multi-platform image (runs the cargo-chef planners).
+
+    The sources were checked by `check_sources` already.
+    """
+    images: dict[Component, _image.Image] = {}
+
+    async def one(component: Component) -> None:
+        images[component] = await _image.build_multi(
+            source,
+            component=component,
+            platforms=request.platforms,
+            emulate=request.emulate,
+            ui_path=request.ui_path,
+            source_checked=True,
+        )
+
+    await run_all([lambda c=c: one(c) for c in request.components])
+    return images
+
+
+async def build(
+    request: PublishRequest,
+    targets: Sequence[Target],
+    images: dict[Component, _image.Image],
+    *,
+    read_sboms: bool = False,
+) -> tuple[dict[str, list[dagger.Container]], list[_sbom.Pending] | None]:
+    """Label and build every variant of every target, concurrently; any failure stops the run.
+
+    With `read_sboms`, each variant's SBOM inputs are read from it
+    (`_sbom.read_pending`) as soon as it is built, while the others still build.
+    Returns the built variants and the SBOMs read (one per platform of every
+    target, in that order; None without `read_sboms`). A failed build or read
+    is one `BrokkrError` once every build and read has finished: nothing has
+    been pushed then.
+    """
+    variants: dict[str, list[dagger.Container]] = {}
+    for target in targets:
+        labels = image_labels(
+            target.spec,
+            revision=request.sha,
+            version=pinned_first(target.tags)[0].name,
+            created=request.created,
+            source_url=request.source_url,
+        )
+        labelled = []
+        for variant in images[target.spec.component].variants:
+            for name, value in labels.items():
+                variant = variant.with_label(name, value)
+            labelled.append(variant)
+        variants[target.spec.name] = labelled
+
+    native = await native_platform() if read_sboms else ""
+    failures: list[str] = []
+    read_failures: list[str] = []
+    read: dict[tuple[str, int], _sbom.Pending] = {}
+
+    async def one(target: Target, index: int, platform: str) -> None:
+        name = target.spec.name
+        try:
+            # The synced container is loaded by its ID: pushing it later sends the
+            # ID instead of resolving the whole build graph again.
+            variants[name][index] = await variants[name][index].sync()
+        except dagger.QueryError as e:
+            failures.append(f"{name} for {platform}: {first_line(e)}")
+            return
+        if not read_sboms or failures:  # after a failed build nothing is pushed
+            return
+        try:
+            read[(name, index)] = await _sbom.read_pending(
+                sbom_job(target, platform, variants[name][index]), native
+            )
+        except BrokkrError as e:
+            read_failures.append(str(e))
+
+    await run_all(
+        [
+            lambda t=target, i=index, p=platform: one(t, i, p)
+            for target in targets
+            for index, platform in enumerate(request.platforms)
+        ]
+    )
+    if failures:
+        msg = "build failed, nothing was pushed: " + "; ".join(sorted(failures))
+        raise BrokkrError(msg)
+    if read_failures:
+        msg = "reading the SBOMs failed, nothing was pushed: " + "; ".join(sorted(read_failures))
+        raise BrokkrError(msg)
+    if not read_sboms:
+        return variants, None
+    pending = [
+        read[(target.spec.name, index)]
+        for target in targets
+        for index in range(len(request.platforms))
+    ]
+    return variants, pending
+
+
+def sbom_job(target: Target, platform: str, image: dagger.Container) -> _sbom.PublishJob:
+    """The SBOM of `target` for `platform`, read from its built (labelled) variant `image`."""
+    return _sbom.PublishJob(
+        spec=target.spec,
+        repository=target.repository,
+        version=pinned_first(target.tags)[0].name,
+        platform=platform,
+        image=image,
+    )

@@ -1,0 +1,78 @@
+"""Reading a pushed component back: every tag must name the pushed index, with every
+requested platform (registries may lag behind a write: a few attempts, spaced)."""
+
+from __future__ import annotations
+
+import anyio
+
+from ci.concurrency import run_all
+from ci.errors import BrokkrError
+from ci.publishing.plan import Target
+from ci.publishing.request import PublishRequest
+from ci.registry.client import ImageDescription, RegistryClient
+from ci.rules.platforms import parse_platform
+from ci.rules.reference import ImageReference
+from ci.rules.tags import Tag
+
+VERIFY_ATTEMPTS = 5
+"""How many times a pushed tag is read back before its absence is an error."""
+READ_BACK_DELAY = 0.5
+"""Seconds between read-back attempts, grown by the attempt number (registries may lag)."""
+
+
+async def verify(
+    request: PublishRequest, target: Target, refs: dict[str, str], client: RegistryClient
+) -> list[str]:
+    """Read every tag of `target` back: all must name the pushed index with every platform."""
+    digests = {refs[target.address(t.name)].rsplit("@", 1)[1] for t in target.tags}
+    if len(digests) != 1:
+        return [f"{target.repository.name}: the tags were pushed as different images"]
+    (expected,) = digests
+    problems: list[str] = []
+
+    async def one(tag: Tag) -> None:
+        ref = target.repository.with_tag(tag.name)
+        problem, described = await _read_back(request, client, ref, expected)
+        if problem:
+            problems.append(f"{target.address(tag.name)}: {problem}")
+        elif described is not None and not target.digest:
+            target.digest = described.digest
+            target.platform_digests = {
+                _platform_name(p.platform): p.digest for p in described.platforms
+            }
+
+    # One deadline for reading back all of this target's tags (the client's Limits.deadline).
+    with client.operation(target.repository.registry, f"reading back {target.repository.name}"):
+        await run_all([lambda t=t: one(t) for t in target.tags])
+    return sorted(problems)
+
+
+async def _read_back(
+    request: PublishRequest, client: RegistryClient, ref: ImageReference, expected: str
+) -> tuple[str, ImageDescription | None]:
+    """('', what the registry serves) when `ref` is the pushed image, else (problem, None)."""
+    problem = ""
+    for attempt in range(1, VERIFY_ATTEMPTS + 1):
+        try:
+            described = await client.inspect(ref)
+        except BrokkrError as e:
+            problem = str(e)
+        else:
+            platforms = {_platform_name(p.platform) for p in described.platforms}
+            if described.digest != expected:
+                problem = f"resolves to {described.digest}, pushed {expected}"
+            elif platforms != set(request.platforms):
+                problem = f"has platforms {sorted(platforms)}, pushed {list(request.platforms)}"
+            else:
+                return "", described
+        if attempt < VERIFY_ATTEMPTS:  # registries may lag behind a write for a moment
+            await anyio.sleep(READ_BACK_DELAY * attempt)
+    return problem, None
+
+
+def _platform_name(platform: str) -> str:
+    """A registry's `os/arch[/variant]` as the request names it (`linux/arm64/v8` too)."""
+    try:
+        return parse_platform(platform).platform
+    except BrokkrError:
+        return platform

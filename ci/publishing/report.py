@@ -1,0 +1,125 @@
+"""What `publish` prints and says: the dry run's lines, the pushed tags as text lines
+with `#` notes or one JSON array, and the sentences of an error after a push."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from ci.publishing.plan import Target, provenance
+from ci.publishing.request import OutputFormat, PublishRequest
+from ci.supply_chain import sbom as _sbom
+
+
+def dry_run_report(request: PublishRequest, targets: Sequence[Target]) -> list[str]:
+    """What a real run would push, one line per address, and what it would refuse."""
+    platforms = ", ".join(request.platforms)
+    lines = []
+    for target in targets:
+        for tag in target.tags:
+            address = target.address(tag.name)
+            if tag.immutable and tag.name in target.existing:
+                verdict = "would overwrite (--force)" if request.force else "exists, would refuse"
+                origin = provenance(request, target.revisions.get(tag.name))
+                lines.append(f"{address} ({platforms}) immutable tag {verdict}; {origin}")
+            else:
+                kind = "immutable" if tag.immutable else "moving"
+                lines.append(f"{address} ({platforms}) would push, {kind}")
+    return lines
+
+
+def written_after_push(
+    targets: Sequence[Target],
+    *,
+    sbom_lines: Sequence[str],
+    sbom_failures: Sequence[str],
+    signing: bool,
+    signing_failures: Sequence[str],
+) -> list[str]:
+    """Sentences saying which SBOMs were and were not attached and (with a signing
+    key) which signatures were and were not written."""
+    parts = []
+    if sbom_failures:
+        parts.append("SBOMs were not attached to: " + "; ".join(sbom_failures) + ".")
+    if sbom_lines == [_sbom.NOT_ATTACHED]:
+        parts.append(f"SBOMs not attached: {_sbom.NOT_ATTACHED_REASON}.")
+    elif sbom_lines:
+        attached = "; ".join(line.removeprefix("# sbom ") for line in sbom_lines)
+        parts.append(f"Attached: {attached}.")
+    else:
+        parts.append("No SBOM was attached.")
+    if signing_failures:
+        parts.append("Signing failed for: " + "; ".join(signing_failures) + ".")
+    if signing:
+        signed = [line.removeprefix("# signature ") for line in signature_lines(targets)]
+        parts.append(f"Signed: {'; '.join(signed)}." if signed else "Nothing was signed.")
+    return parts
+
+
+def after_push_failure(refs: Sequence[str], written: Sequence[str]) -> str:
+    """The one error of a publish whose images were pushed but whose SBOMs or signatures
+    were not all written: what was pushed, and `written` (`written_after_push`)."""
+    return " ".join(
+        [
+            f"the images were pushed and verified ({', '.join(refs)}), but not all their "
+            "SBOMs and signatures were written.",
+            *written,
+            "The images stay as pushed; `inspect` shows which manifests have an SBOM and a "
+            "signature, `verify` what is unsigned.",
+        ]
+    )
+
+
+def signature_lines(targets: Sequence[Target]) -> list[str]:
+    """`# signature <index|platform> <repository>@<manifest>: <repository>:<sha256-<hex>.sig>`."""
+    lines = []
+    for target in targets:
+        manifests = {**target.platform_digests, "index": target.digest}
+        name = target.repository.name
+        lines += [
+            f"# signature {what} {name}@{digest}: {name}:{target.signatures[what]}"
+            for what, digest in manifests.items()
+            if what in target.signatures
+        ]
+    return lines
+
+
+def render(
+    request: PublishRequest,
+    targets: Sequence[Target],
+    refs: Sequence[str],
+    *,
+    notes: Sequence[str] = (),
+    sboms_not_attached: str | None = None,
+) -> str:
+    """What `publish` prints: `address@digest` lines and `# …` notes, or one JSON array.
+
+    In JSON the notes' content is in each object instead (`sbom`,
+    `sboms_not_attached`, `signatures`; see `OutputFormat.JSON`).
+    """
+    if request.output is OutputFormat.TEXT:
+        return "\n".join([*refs, *notes])
+    entries = [
+        {
+            "component": target.spec.component.value,
+            "repository": target.repository.name,
+            "tag": tag.name,
+            "address": target.address(tag.name),
+            "digest": target.digest,
+            "platforms": {
+                p: target.platform_digests[p]
+                for p in request.platforms
+                if p in target.platform_digests
+            },
+            "sbom": {p: target.sboms[p] for p in request.platforms if p in target.sboms},
+            "sboms_not_attached": sboms_not_attached,
+            "signatures": {
+                what: target.signatures[what]
+                for what in ("index", *request.platforms)
+                if what in target.signatures
+            },
+        }
+        for target in targets
+        for tag in target.tags
+    ]
+    return json.dumps(entries, indent=2)

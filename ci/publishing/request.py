@@ -1,0 +1,131 @@
+"""A `publish` call's inputs, checked and normalised before any work starts."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dagger
+
+from ci.build.stages import DEFAULT_UI_PATH
+from ci.build.ui import normalize_ui_path
+from ci.errors import BrokkrError
+from ci.rules.components import Component, component_spec
+from ci.rules.labels import validate_created, validate_source_url
+from ci.rules.platforms import parse_platforms
+from ci.rules.reference import parse_repository
+from ci.rules.tags import compute_tags, validate_sha
+
+DEFAULT_REGISTRY = "ghcr.io/colliery-io"
+
+
+@dagger.enum_type
+class OutputFormat(enum.Enum):
+    """What `publish` prints."""
+
+    TEXT = "text"
+    """One `address@sha256:…` line per pushed tag."""
+
+    JSON = "json"
+    """One JSON array, one object per pushed tag: component, repository, tag, address,
+    digest (of the index), platforms (platform -> manifest digest), sbom (platform ->
+    digest of the attached SBOM referrer), sboms_not_attached (why not, or null) and
+    signatures (`index` and each platform -> its `sha256-<hex>.sig` tag; empty without
+    --signing-key). Nothing else is printed."""
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    """A validated `publish` call: nothing in it can fail a later step for bad input."""
+
+    ref: str
+    sha: str
+    pr: int | None
+    components: tuple[Component, ...]
+    registry: str
+    platforms: tuple[str, ...]
+    created: str
+    source_url: str
+    dry_run: bool = False
+    force: bool = False
+    output: OutputFormat = OutputFormat.TEXT
+    ui_path: str = DEFAULT_UI_PATH
+    """The UI app's folder in the source (normalised)."""
+    emulate: bool = False
+    """Build the Rust stages under emulation instead of cross-compiling."""
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        ref: str,
+        sha: str,
+        pr: int | None,
+        component: Component | None,
+        registry: str,
+        platforms: Sequence[str],
+        created: str,
+        source_url: str,
+        dry_run: bool = False,
+        force: bool = False,
+        output: OutputFormat = OutputFormat.TEXT,
+        ui_path: str = DEFAULT_UI_PATH,
+        emulate: bool = False,
+    ) -> PublishRequest:
+        """Check every input and normalise it; a `BrokkrError` names the first bad one."""
+        if not sha:
+            msg = "--sha is required: the commit being published (e.g. $GITHUB_SHA)"
+            raise BrokkrError(msg)
+        sha = validate_sha(sha)
+        compute_tags(ref, sha=sha, pr=pr)  # the ref, sha and pr make sense together
+        if not platforms:
+            msg = "--platforms is empty: give at least one of linux/amd64, linux/arm64"
+            raise BrokkrError(msg)
+        names = [s.platform for s in parse_platforms(list(platforms))]
+        registry = validate_registry(registry)
+        components = tuple(Component) if component is None else (component,)
+        if dry_run and output is OutputFormat.JSON:
+            msg = (
+                "--format json describes pushed images (their digests); --dry-run pushes "
+                "none: use the default text format with --dry-run"
+            )
+            raise BrokkrError(msg)
+        return cls(
+            ref=ref,
+            sha=sha,
+            pr=pr,
+            components=components,
+            registry=registry,
+            platforms=tuple(names),
+            created=validate_created(created),
+            source_url=validate_source_url(source_url),
+            dry_run=dry_run,
+            force=force,
+            output=output,
+            ui_path=normalize_ui_path(ui_path),
+            emulate=emulate,
+        )
+
+
+def validate_registry(registry: str) -> str:
+    """Check a registry namespace such as `ghcr.io/colliery-io` (no tag, no digest)."""
+    registry = registry.strip().rstrip("/")
+    namespace = registry.split("/", 1)[1] if "/" in registry else ""  # after the host[:port]
+    if not registry or "@" in registry or ":" in namespace:
+        msg = (
+            f"--registry must be a registry and namespace such as ghcr.io/colliery-io "
+            f"(no tag or digest), got {registry!r}"
+        )
+        raise BrokkrError(msg)
+    try:
+        parse_repository(repository_address(registry, Component.BROKER))
+    except BrokkrError as e:
+        msg = f"--registry {registry!r} is not a usable registry namespace: {e}"
+        raise BrokkrError(msg) from None
+    return registry
+
+
+def repository_address(registry: str, component: Component) -> str:
+    """`{registry}/brokkr-{component}`."""
+    return f"{registry}/{component_spec(component).name}"
