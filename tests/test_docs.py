@@ -278,3 +278,70 @@ def test_a_broken_link_or_anchor_is_reported():
     ]
     assert "a-registry-on-your-own-machine---registry-service" in anchors(REFERENCE.read_text())
     assert anchors("### `Image.publish`\n## A b\n## A b\n") == {"imagepublish", "a-b", "a-b-1"}
+
+
+# ---------------------------------------------------------------------------
+# Troubleshooting quotes the messages the code really sends
+
+CI = ROOT / "ci"
+ELLIPSIS = "…"
+CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+# Code spans that are commands or flags, not quoted messages.
+NOT_MESSAGES = ("dagger", "stage", "--")
+
+
+def message_templates() -> list[str]:
+    """Every string literal in ci/, an f-string's fields written as the ellipsis."""
+    import ast
+
+    templates = []
+    for path in sorted(CI.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                templates.append(node.value)
+            elif isinstance(node, ast.JoinedStr):
+                templates.append(
+                    "".join(
+                        v.value if isinstance(v, ast.Constant) else ELLIPSIS for v in node.values
+                    )
+                )
+    return [re.sub(r"\s+", " ", t) for t in templates]
+
+
+def quoted_messages(readme: str) -> list[str]:
+    """The messages the Troubleshooting section quotes: code spans with an ellipsis."""
+    body = next(b for t, b in sections(readme) if t == "Troubleshooting")
+    prose = " ".join(line for line, outside in prose_lines(body) if outside)
+    return [
+        re.sub(r"\s+", " ", span)
+        for _, span in CODE_SPAN.findall(prose)
+        if ELLIPSIS in span and not span.startswith(NOT_MESSAGES)
+    ]
+
+
+def sent_by_the_code(quote: str, templates: list[str]) -> bool:
+    """Whether some literal in ci/ reads as `quote`, an ellipsis standing for anything."""
+    pieces = [re.escape(piece) for piece in quote.split(ELLIPSIS)]
+    pattern = re.compile(".*?".join(pieces), re.DOTALL)
+    return any(pattern.search(t) for t in templates)
+
+
+def test_troubleshooting_quotes_messages_the_code_sends():
+    templates = message_templates()
+    quotes = quoted_messages(README.read_text())
+    assert len(quotes) >= 6, quotes
+    unsent = [q for q in quotes if not sent_by_the_code(q, templates)]
+    assert not unsent, f"README's Troubleshooting quotes messages ci/ never sends: {unsent}"
+
+
+def test_a_message_the_code_does_not_send_is_reported():
+    templates = message_templates()
+    assert sent_by_the_code("refusing to overwrite immutable tags that already exist: …", templates)
+    assert not sent_by_the_code("refusing to overwrite mutable tags: …", templates)
+    assert not sent_by_the_code("… did not compile: …", templates)
+    # A quote is found in the section, inline and across lines, and commands are left out.
+    readme = (
+        "# x\n## Troubleshooting\n`a …` and ``b `…`\nc …`` and `dagger call …`\n"
+        "```sh\n`d …`\n```\n## Next\n`e …`\n"
+    )
+    assert quoted_messages(readme) == ["a …", "b `…` c …"]
