@@ -345,3 +345,64 @@ def test_a_message_the_code_does_not_send_is_reported():
         "```sh\n`d …`\n```\n## Next\n`e …`\n"
     )
     assert quoted_messages(readme) == ["a …", "b `…` c …"]
+
+
+# ---------------------------------------------------------------------------
+# The README's workflow excerpt is the workflow
+
+WORKFLOW = ROOT / "workflows" / "brokkr" / "images.yml"
+PINNED = re.compile(
+    r"^\s*-?\s*(uses|version|BROKKR_CI_MODULE|queue|cancel-in-progress):\s*(.+?)\s*(#.*)?$"
+)
+
+
+def yaml_excerpt(readme: str) -> str:
+    match = re.search(r"^```yaml\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
+    assert match, "README.md has no yaml block"
+    return match.group(1)
+
+
+def folded_args(text: str) -> list[str]:
+    """The words of the first `args: >-` block: the lines indented deeper than it."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == "args: >-"), None)
+    if start is None:
+        return []
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    block = []
+    for line in lines[start + 1 :]:
+        if line.strip() and len(line) - len(line.lstrip()) <= indent:
+            break
+        block.append(line)
+    return shlex.split("\n".join(block))
+
+
+def excerpt_drift(excerpt: str, workflow: str) -> list[str]:
+    """Pinned values and publish arguments of `excerpt` that `workflow` does not have."""
+    drift = []
+    for line in excerpt.splitlines():
+        if m := PINNED.match(line):
+            key, value = m.group(1), m.group(2)
+            if not re.search(rf"^\s*-?\s*{key}:\s*{re.escape(value)}\s*(#.*)?$", workflow, re.M):
+                drift.append(f"{key}: {value}")
+    words = folded_args(excerpt)
+    expected = folded_args(workflow)
+    assert expected, "images.yml has no `args: >-` block"
+    drift += [f"publish argument {w}" for w in words if w not in expected]
+    return drift
+
+
+def test_the_readme_workflow_excerpt_matches_the_workflow():
+    excerpt = yaml_excerpt(README.read_text())
+    assert "BROKKR_CI_MODULE" in excerpt
+    assert "publish" in folded_args(excerpt)
+    assert not excerpt_drift(excerpt, WORKFLOW.read_text())
+
+
+def test_a_drifted_excerpt_is_reported():
+    excerpt = yaml_excerpt(README.read_text())
+    workflow = WORKFLOW.read_text()
+    bumped = excerpt.replace('version: "v0.21.11"', 'version: "v0.21.12"')
+    assert excerpt_drift(bumped, workflow) == ['version: "v0.21.12"']
+    extra = excerpt.replace("--format json", "--format json --force")
+    assert excerpt_drift(extra, workflow) == ["publish argument --force"]
