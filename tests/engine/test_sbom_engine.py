@@ -3,9 +3,10 @@
     pytest -m engine tests/engine
 
 The agent is built for arm64 (cross-compiled) with `cargo auditable build`,
-and the SBOM is read from that image: its crates come out of the binary's
-`.dep-v0` section, so the fixture's workspace crates must be there; its Debian
-packages must be arm64 ones; the document must be valid CycloneDX 1.5.
+and the pinned syft scans that image in the engine: its crates come out of the
+binary's `.dep-v0` section, so the fixture's workspace crates must be there;
+its Debian packages must be arm64 ones with upstream qualifiers; kubectl must be
+a Go module with its standard library; the document must be valid CycloneDX 1.5.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ def test_agent_sbom_lists_what_the_arm64_image_contains(tmp_path: Path):
     doc = json.loads(text)
     names = {c["name"]: c for c in doc["components"]}
     # The crates cargo-auditable embedded: the agent and the workspace crate it uses.
-    assert names["brokkr-agent"]["type"] == "application"
+    assert names["brokkr-agent"]["purl"].startswith("pkg:cargo/brokkr-agent@")
     assert "brokkr-utils" in names
-    assert "brokkr-broker" not in names
-    # The arm64 image's Debian packages and kubectl.
-    assert names["libpq5"]["purl"].endswith("?arch=arm64&distro=debian-12")
-    assert names["kubectl"]["purl"].startswith("pkg:generic/kubectl@v")
+    # The arm64 image's Debian packages (with their source package) and kubectl's Go data.
+    assert "?arch=arm64&distro=debian-12&upstream=postgresql-15" in names["libpq5"]["purl"]
+    assert names["libpq5"]["licenses"]
+    assert names["stdlib"]["purl"].startswith("pkg:golang/stdlib@")
+    assert any(name.startswith("k8s.io/") for name in names)
     assert doc["metadata"]["component"]["properties"] == [
         {"name": "brokkr:platform", "value": "linux/arm64"}
     ]
