@@ -373,14 +373,18 @@ class Brokkr:
             dagger.Secret | None,
             Doc(
                 "Sign every pushed index and platform manifest in cosign's format with this "
-                "PEM EC P-256 private key, as a secret (--signing-key env://COSIGN_KEY); "
+                "EC P-256 private key, as a secret (--signing-key file://cosign.key): cosign's "
+                "own key file (cosign generate-key-pair) or a PEM key; "
                 "needs --username/--password to store the signatures (except on a loopback "
                 "registry, or with --dry-run, which stores none)"
             ),
         ] = None,
         signing_password: Annotated[
             dagger.Secret | None,
-            Doc("Password of an encrypted --signing-key (BEGIN ENCRYPTED PRIVATE KEY)"),
+            Doc(
+                "Password of an encrypted --signing-key: cosign's key file (its "
+                "COSIGN_PASSWORD) or an encrypted PEM key (BEGIN ENCRYPTED PRIVATE KEY)"
+            ),
         ] = None,
         format_: Annotated[
             _request.OutputFormat,

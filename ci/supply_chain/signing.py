@@ -19,24 +19,37 @@ sigstore policy-controller all accept it:
 Signatures already stored under that tag (other keys, keyless ones) are kept
 and ours is appended; a payload this key has already signed is not added again.
 
-Keys: a PEM EC P-256 private key (PKCS#8 `BEGIN PRIVATE KEY` or SEC1
-`BEGIN EC PRIVATE KEY`), optionally encrypted with a password (`BEGIN
-ENCRYPTED PRIVATE KEY`). cosign's own encrypted format (`BEGIN ENCRYPTED
-SIGSTORE PRIVATE KEY`) is refused with a clear message: it is sealed with NaCl
-secretbox (XSalsa20-Poly1305), which `cryptography` does not provide. The key's
-text never appears in an error message, a log line or a repr.
+Keys: cosign's own key file (`cosign.key` as `cosign generate-key-pair`
+writes it, `BEGIN ENCRYPTED SIGSTORE PRIVATE KEY`, or the older `BEGIN
+ENCRYPTED COSIGN PRIVATE KEY`) with its password, or a PEM EC P-256 private
+key (PKCS#8 `BEGIN PRIVATE KEY` or SEC1 `BEGIN EC PRIVATE KEY`), optionally
+encrypted with a password (`BEGIN ENCRYPTED PRIVATE KEY`).
+
+cosign's file is go-securesystemslib's envelope, opened as cosign opens it
+(`open_cosign_key`): JSON holding the scrypt parameters and salt, the NaCl
+secretbox nonce and the ciphertext; the password through scrypt gives the
+32-byte secretbox key (`hashlib.scrypt`), secretbox (XSalsa20-Poly1305,
+PyNaCl) gives the PKCS#8 DER private key. The scrypt parameters come from the
+file, so they are bounded (`MAX_SCRYPT_WORK`) before any work: a hostile file
+cannot make the module spend more than about 256 MiB and a second or two on
+them. The key's text never appears in an error message, a log line or a repr.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import dagger
+import nacl.exceptions
+import nacl.secret
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -72,16 +85,92 @@ MAX_CONFIG_BYTES = 1024 * 1024
 MAX_SIGNATURE_LAYERS = 1000
 """More signatures than this under one tag are refused rather than read."""
 
-ENCRYPTED_COSIGN_KEY = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"
-COSIGN_KEY_HINT = (
-    "cosign's encrypted key format (BEGIN ENCRYPTED SIGSTORE PRIVATE KEY) is not "
-    "supported: it is sealed with NaCl secretbox, which the module's crypto library "
-    "(cryptography) does not provide. Use a PEM EC P-256 key instead, e.g. "
-    "`openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt` "
-    "(add `-v2 aes-256-cbc` instead of -nocrypt and pass --signing-password to encrypt "
-    "it); `cosign import-key-pair --key <that file>` makes a cosign key of the same "
-    "pair, and `cosign verify --key` accepts the PEM public key as it is"
-)
+COSIGN_KEY_LABELS = ("ENCRYPTED SIGSTORE PRIVATE KEY", "ENCRYPTED COSIGN PRIVATE KEY")
+"""The PEM labels of cosign's own key files (today's, and cosign before 2.0's)."""
+MAX_SCRYPT_WORK = 2**21
+"""Bound on scrypt's N*r*p from a cosign key file: memory is about 128*N*r bytes (256 MiB at
+the bound; cosign writes N=32768, r=8, p=1: 32 MiB) and time grows with N*r*p."""
+
+
+def _cosign_envelope(text: str) -> dict[str, Any]:
+    """The JSON inside a cosign key file's PEM block (errors never quote the key)."""
+    match = re.search(
+        r"-----BEGIN (ENCRYPTED (?:SIGSTORE|COSIGN) PRIVATE KEY)-----(.*?)-----END \1-----",
+        text,
+        re.DOTALL,
+    )
+    if match is None:
+        raise BrokkrError("--signing-key: cosign's key block has no matching END line")
+    try:
+        envelope = json.loads(base64.b64decode("".join(match.group(2).split()), validate=True))
+    except (binascii.Error, ValueError, RecursionError):
+        raise BrokkrError("--signing-key: cosign's key block is not valid base64 JSON") from None
+    if not isinstance(envelope, dict):
+        raise BrokkrError("--signing-key: cosign's key block is not a JSON object")
+    return envelope
+
+
+def _field(envelope: Mapping[str, Any], *path: str) -> Any:
+    value: Any = envelope
+    for name in path:
+        value = value.get(name) if isinstance(value, Mapping) else None
+    if value is None:
+        raise BrokkrError(f"--signing-key: cosign's key has no {'.'.join(path)}")
+    return value
+
+
+def _b64(envelope: Mapping[str, Any], *path: str) -> bytes:
+    value = _field(envelope, *path)
+    try:
+        return base64.b64decode(str(value), validate=True)
+    except (binascii.Error, ValueError):
+        raise BrokkrError(f"--signing-key: cosign's key has a malformed {'.'.join(path)}") from None
+
+
+def open_cosign_key(text: str, password: str) -> bytes:
+    """The PKCS#8 DER private key sealed in a cosign key file, opened with `password`.
+
+    Checks the envelope (scrypt, nacl/secretbox) and bounds scrypt's parameters
+    before deriving anything; a wrong password is a `BrokkrError` that quotes
+    neither the password nor the key.
+    """
+    envelope = _cosign_envelope(text)
+    kdf, cipher = _field(envelope, "kdf", "name"), _field(envelope, "cipher", "name")
+    if kdf != "scrypt" or cipher != "nacl/secretbox":
+        raise BrokkrError(
+            "--signing-key: cosign's key uses an unknown kdf or cipher (expected scrypt and "
+            "nacl/secretbox)"
+        )
+    n, r, p = (_field(envelope, "kdf", "params", k) for k in ("N", "r", "p"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (n, r, p)):
+        raise BrokkrError("--signing-key: cosign's key has malformed scrypt parameters")
+    if n < 2 or n & (n - 1):
+        raise BrokkrError("--signing-key: cosign's key has a scrypt N that is not a power of 2")
+    if n * r * p > MAX_SCRYPT_WORK:
+        raise BrokkrError(
+            f"--signing-key: cosign's key asks for scrypt N*r*p = {n * r * p}, more than the "
+            f"{MAX_SCRYPT_WORK} accepted (cosign writes {32768 * 8})"
+        )
+    salt, nonce = _b64(envelope, "kdf", "salt"), _b64(envelope, "cipher", "nonce")
+    ciphertext = _b64(envelope, "ciphertext")
+    if len(nonce) != nacl.secret.SecretBox.NONCE_SIZE:
+        raise BrokkrError("--signing-key: cosign's key has a nonce of the wrong size")
+    secret = hashlib.scrypt(
+        password.encode(),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        maxmem=128 * r * (n + p + 2) + 1024 * 1024,
+        dklen=nacl.secret.SecretBox.KEY_SIZE,
+    )
+    try:
+        return nacl.secret.SecretBox(secret).decrypt(ciphertext, nonce)
+    except nacl.exceptions.CryptoError:
+        what = "with --signing-password" if password else "without a password"
+        raise BrokkrError(
+            f"--signing-key (a cosign key) could not be decrypted {what} (wrong password?)"
+        ) from None
 
 
 def signature_tag(digest: str) -> str:
@@ -131,7 +220,8 @@ class SigningKey:
 
 
 def load_signing_key(pem: str, password: str | None = None) -> SigningKey:
-    """Read `--signing-key` (and `--signing-password`): a PEM EC P-256 private key.
+    """Read `--signing-key` (and `--signing-password`): cosign's key file or a PEM EC P-256
+    private key.
 
     Errors say what is wrong with the key without quoting any of it.
     """
@@ -140,8 +230,14 @@ def load_signing_key(pem: str, password: str | None = None) -> SigningKey:
         raise BrokkrError("--signing-key is empty")
     if len(text) > MAX_KEY_BYTES:
         raise BrokkrError(f"--signing-key is larger than {MAX_KEY_BYTES} bytes: not a PEM key")
-    if ENCRYPTED_COSIGN_KEY in text:
-        raise BrokkrError(f"--signing-key: {COSIGN_KEY_HINT}")
+    if any(f"-----BEGIN {label}-----" in text for label in COSIGN_KEY_LABELS):
+        # cosign writes a key with an empty password when none is given; so does this.
+        der = open_cosign_key(text, password or "")
+        try:
+            key = serialization.load_der_private_key(der, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise BrokkrError("--signing-key: cosign's key holds no readable private key") from None
+        return _checked(key)
     if "-----BEGIN " not in text:
         raise BrokkrError(
             "--signing-key is not a PEM key: expected a -----BEGIN PRIVATE KEY----- block "
@@ -167,6 +263,11 @@ def load_signing_key(pem: str, password: str | None = None) -> SigningKey:
         else:
             msg = "--signing-key could not be read: not a valid PEM private key"
         raise BrokkrError(msg) from None
+    return _checked(key)
+
+
+def _checked(key: object) -> SigningKey:
+    """`key` as a `SigningKey` if it is EC P-256 (what cosign-format signatures use)."""
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         kind = type(key).__name__.removeprefix("_").replace("PrivateKey", "")
         raise BrokkrError(
@@ -380,4 +481,5 @@ async def key_from_secrets(
     password = None
     if signing_password is not None:
         password = await read_secret(signing_password, "--signing-password")
-    return load_signing_key(pem, password)
+    # A cosign key's scrypt takes up to a second or two: off the event loop.
+    return await anyio.to_thread.run_sync(load_signing_key, pem, password)

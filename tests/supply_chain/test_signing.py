@@ -1,8 +1,11 @@
 """Cosign-format signing: the payload, the keys, and the signature image in a real registry."""
 
 import base64
+import hashlib
 import json
 import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -14,6 +17,10 @@ from ci.rules.reference import parse_repository
 from ci.supply_chain import signing as _signing
 from tests.support.registry_server import RegistryServer, push_image
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cosign"
+COSIGN_KEY = (FIXTURES / "sigstore.key").read_text()
+"""cosign's own test key (see tests/fixtures/cosign/README.md); its password is "hello"."""
+COSIGN_PASSWORD = "hello"
 DIGEST = "sha256:" + "ab" * 32
 CREATED = "2026-11-26T12:00:00Z"
 
@@ -92,14 +99,109 @@ def test_pem_p256_keys_load_plain_or_with_their_password(password: bytes | None,
     assert loaded.public_key.public_numbers() == key.public_key().public_numbers()
 
 
+def cosign_key(envelope: Any, label: str = "ENCRYPTED SIGSTORE PRIVATE KEY") -> str:
+    body = base64.b64encode(json.dumps(envelope).encode()).decode()
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "\n".join([f"-----BEGIN {label}-----", *lines, f"-----END {label}-----"]) + "\n"
+
+
+def cosign_envelope() -> dict[str, Any]:
+    body = "".join(line for line in COSIGN_KEY.splitlines() if not line.startswith("-----"))
+    return json.loads(base64.b64decode(body))
+
+
+@pytest.mark.parametrize("name", ["sigstore.key", "cosign-label.key"])
+def test_cosigns_own_encrypted_keys_open_with_their_password(name: str):
+    key = _signing.load_signing_key((FIXTURES / name).read_text(), COSIGN_PASSWORD)
+    assert isinstance(key.public_key.curve, ec.SECP256R1)
+    # It signs, and the signature checks out with its public key.
+    payload = _signing.simple_signing_payload("ghcr.io/colliery-io/brokkr-agent", DIGEST)
+    assert _signing.signature_valid(key.public_key, payload, key.sign(payload))
+
+
+def test_a_cosign_key_is_opened_as_cosign_does():
+    """scrypt(password, salt, N, r, p) is the secretbox key; secretbox gives PKCS#8 DER."""
+    import nacl.secret
+
+    envelope = cosign_envelope()
+    params = envelope["kdf"]["params"]
+    secret = hashlib.scrypt(
+        COSIGN_PASSWORD.encode(),
+        salt=base64.b64decode(envelope["kdf"]["salt"]),
+        n=params["N"],
+        r=params["r"],
+        p=params["p"],
+        maxmem=64 * 1024 * 1024,
+        dklen=32,
+    )
+    der = nacl.secret.SecretBox(secret).decrypt(
+        base64.b64decode(envelope["ciphertext"]), base64.b64decode(envelope["cipher"]["nonce"])
+    )
+    assert _signing.open_cosign_key(COSIGN_KEY, COSIGN_PASSWORD) == der
+    expected = serialization.load_der_private_key(der, password=None)
+    loaded = _signing.load_signing_key(COSIGN_KEY, COSIGN_PASSWORD)
+    assert loaded.public_key.public_numbers() == expected.public_key().public_numbers()
+
+
+def _hostile(change: dict[str, Any]) -> str:
+    envelope = cosign_envelope()
+    for path, value in change.items():
+        target = envelope
+        *parents, last = path.split(".")
+        for part in parents:
+            target = target[part]
+        target[last] = value
+    return cosign_key(envelope)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"kdf.params.N": 2**30}, "more than the 2097152 accepted"),
+        ({"kdf.params.r": 4096}, "more than the 2097152 accepted"),
+        ({"kdf.params.p": 2**20}, "more than the 2097152 accepted"),
+        ({"kdf.params.N": 1000}, "not a power of 2"),
+        ({"kdf.params.N": "32768"}, "malformed scrypt parameters"),
+        ({"kdf.params.p": True}, "malformed scrypt parameters"),
+        ({"kdf.params.r": 0}, "malformed scrypt parameters"),
+        ({"kdf.name": "argon2"}, "unknown kdf or cipher"),
+        ({"cipher.name": "aes-gcm"}, "unknown kdf or cipher"),
+        ({"cipher.nonce": base64.b64encode(b"short").decode()}, "nonce of the wrong size"),
+        ({"kdf.salt": "not base64!"}, "malformed kdf.salt"),
+    ],
+)
+def test_hostile_cosign_keys_are_refused_before_scrypt_runs(
+    change: dict[str, Any], message: str, monkeypatch: pytest.MonkeyPatch
+):
+    def no_scrypt(*_args: object, **_kwargs: object) -> bytes:
+        raise AssertionError("scrypt ran on a key that should have been refused")
+
+    monkeypatch.setattr(_signing.hashlib, "scrypt", no_scrypt)
+    with pytest.raises(BrokkrError, match=message):
+        _signing.load_signing_key(_hostile(change), COSIGN_PASSWORD)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nabc\n", "no matching END line"),
+        (cosign_key(["a list"]), "not a JSON object"),
+        (
+            "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n%%%\n"
+            "-----END ENCRYPTED SIGSTORE PRIVATE KEY-----",
+            "not valid base64 JSON",
+        ),
+    ],
+)
+def test_malformed_cosign_keys_are_refused(text: str, message: str):
+    with pytest.raises(BrokkrError, match=message):
+        _signing.load_signing_key(text, COSIGN_PASSWORD)
+
+
 def _bad_keys() -> list[tuple[str, str | None, str]]:
     key = new_key()
     encrypted = private_pem(key, password=b"right")
-    cosign = (
-        "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n"
-        + base64.b64encode(json.dumps({"kdf": {"name": "scrypt"}}).encode()).decode()
-        + "\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n"
-    )
+    cosign = cosign_key({"kdf": {"name": "scrypt"}})
     body = private_pem(key).splitlines()
     broken = "\n".join([body[0], body[1][:-8] + "AAAAAAAA", *body[2:]])
     return [
@@ -112,7 +214,9 @@ def _bad_keys() -> list[tuple[str, str | None, str]]:
         (encrypted, None, "pass its password with --signing-password"),
         (encrypted, "n0t-th3-r1ght-0ne", "could not be decrypted"),
         (private_pem(key), "unneeded", "is not encrypted"),
-        (cosign, "pw", "NaCl secretbox"),
+        (cosign, "pw", "cosign's key has no cipher.name"),
+        (COSIGN_KEY, "n0t-th3-r1ght-0ne", "could not be decrypted with --signing-password"),
+        (COSIGN_KEY, None, "could not be decrypted without a password"),
         (broken, None, "not a valid PEM private key"),
     ]
 

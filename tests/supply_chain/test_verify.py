@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
@@ -27,6 +28,10 @@ from tests.support.standin import ModuleCaller, StandInEngine
 pytestmark = [pytest.mark.registry, pytest.mark.usefixtures("no_waiting")]
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
+COSIGN_KEY = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "cosign" / "sigstore.key"
+).read_text()
+"""cosign's own test key (tests/fixtures/cosign/README.md)."""
 BOTH = ["linux/amd64", "linux/arm64"]
 JSON_KEYS = [
     "component",
@@ -458,3 +463,43 @@ async def test_inspect_shows_which_manifests_have_a_signature(
     assert [p["signature"] for p in unsigned["platforms"]] == [False, False]
     summary = await brokkr.call("summary", parent="ImageInfo", state=unsigned)
     assert "signature:  no" in summary.splitlines()
+
+
+async def test_a_release_signed_with_cosigns_own_encrypted_key_passes_skopeo(
+    brokkr: ModuleCaller,
+    publishing: StandInEngine,
+    namespace: str,
+    skopeo: Skopeo,
+    registry: RegistryServer,
+    tmp_path: Path,
+):
+    """cosign's test key (ENCRYPTED SIGSTORE PRIVATE KEY, password "hello") signs a release;
+    skopeo's sigstoreSigned policy with its public key accepts every manifest."""
+    cosign_key = COSIGN_KEY
+    publishing.env["COSIGN_KEY"] = cosign_key
+    publishing.env["COSIGN_PASSWORD"] = "hello"
+    output = await brokkr.call(
+        "publish",
+        ref="refs/tags/v1.2.3",
+        sha=SHA,
+        registry=namespace,
+        component="BROKER",
+        signing_key=await dag.secret("env://COSIGN_KEY").id(),
+        signing_password=await dag.secret("env://COSIGN_PASSWORD").id(),
+        format="JSON",
+    )
+    entry = json.loads(output)[0]
+    assert set(entry["signatures"]) == {"index", *BOTH}
+    public = _signing.load_signing_key(cosign_key, "hello").public_key
+    public_key = tmp_path / "cosign.pub"
+    public_key.write_bytes(
+        public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    policy = skopeo.policy(registry.registry, public_key.read_bytes())
+    accepted, errors = skopeo_verdicts(skopeo, policy, entry)
+    assert all(accepted.values()), errors
+    assert len(accepted) == 3  # the image (tag, every platform) and each platform alone
+    passed, report = await verify(brokkr, entry["address"], public_key)
+    assert passed, report
