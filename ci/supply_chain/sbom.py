@@ -102,7 +102,7 @@ def syft_scan(image: dagger.Container, native_platform: str) -> dagger.Container
     """syft run over `image`'s root filesystem (its stdout is the CycloneDX JSON)."""
     return (
         syft_scanner(native_platform)
-        .with_mounted_directory(SCAN_ROOT, image.rootfs())
+        .with_mounted_directory(SCAN_ROOT, image.rootfs(), read_only=True)
         .with_exec([SYFT_BINARY, *syft_arguments(SCAN_ROOT)])
     )
 

@@ -419,6 +419,7 @@ async def test_agent_sbom_is_syft_run_over_the_arm64_runtime_image(
     assert scan.execs()[-1] == [_sbom.SYFT_BINARY, *_cyclonedx.syft_arguments()]
     # It scans the arm64 runtime image: the one with the agent binary and kubectl.
     (mounted,) = scan.calls("withMountedDirectory")
+    assert mounted.args["readOnly"] is True
     image = mounted.args["source"].parent
     assert image.platform("?") == "linux/arm64"
     assert image.base_image() == "debian:bookworm-slim"
