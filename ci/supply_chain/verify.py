@@ -18,7 +18,7 @@ none valid for this key and this manifest).
 
 from __future__ import annotations
 
-import asyncio
+import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ci.concurrency import run_all
 from ci.errors import BrokkrError
 from ci.registry.client import DOCKER_MANIFEST, OCI_MANIFEST, Credentials, RegistryClient
 from ci.rules.reference import ImageReference, parse_reference
@@ -39,9 +40,16 @@ from ci.supply_chain.signing import (
     signature_valid,
 )
 
-SIGNED = "signed"
-UNSIGNED = "unsigned"
-FAILED = "failed"
+
+class Verdict(enum.Enum):
+    """What `verify` says of one manifest (the value is the report's word)."""
+
+    SIGNED = "signed"
+    """A signature by the key names this manifest and this repository."""
+    UNSIGNED = "unsigned"
+    """No signature is stored for it."""
+    FAILED = "failed"
+    """Signatures are stored, none valid for this key, this manifest and this repository."""
 
 
 @dataclass(frozen=True)
@@ -51,12 +59,12 @@ class ManifestCheck:
     what: str
     """`index`, `manifest` (a single-platform image) or the platform, e.g. `linux/arm64`."""
     digest: str
-    status: str
+    status: Verdict
     detail: str = ""
 
     def line(self) -> str:
         """`what digest status[: detail]`, one row of the report."""
-        text = f"{self.what:<12} {self.digest}  {self.status}"
+        text = f"{self.what:<12} {self.digest}  {self.status.value}"
         return f"{text}: {self.detail}" if self.detail else text
 
 
@@ -70,7 +78,7 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         """Whether every manifest is signed by the key."""
-        return all(c.status == SIGNED for c in self.checks)
+        return all(c.status is Verdict.SIGNED for c in self.checks)
 
     def text(self) -> str:
         """The image address, then one row per manifest."""
@@ -80,7 +88,7 @@ class VerifyReport:
         """A `BrokkrError` with the whole report when a manifest is unsigned or fails."""
         if self.ok:
             return
-        bad = [c.what for c in self.checks if c.status != SIGNED]
+        bad = [c.what for c in self.checks if c.status is not Verdict.SIGNED]
         msg = (
             f"{self.reference} is not fully signed by this key ({', '.join(bad)}: unsigned "
             f"or failing):\n" + "\n".join(f"  {c.line()}" for c in self.checks)
@@ -118,8 +126,11 @@ async def verify_image(
     else:
         targets.append(("index", described.digest))
         targets.extend((p.platform, p.digest) for p in described.platforms)
-    checks = await asyncio.gather(
-        *(check_manifest(client, repository, digest, public_key, what) for what, digest in targets)
+    checks = await run_all(
+        [
+            lambda w=what, d=digest: check_manifest(client, repository, d, public_key, w)
+            for what, digest in targets
+        ]
     )
     return VerifyReport(ref, tuple(checks))
 
@@ -135,25 +146,28 @@ async def check_manifest(
     tag = signature_tag(digest)
     stored = await client.fetch_manifest_or_none(repository.with_tag(tag))
     if stored is None:
-        return ManifestCheck(what, digest, UNSIGNED, f"no signature (no tag {tag})")
+        return ManifestCheck(what, digest, Verdict.UNSIGNED, f"no signature (no tag {tag})")
     signatures = signature_layers(stored)
     if signatures is None:
-        return ManifestCheck(what, digest, FAILED, f"{tag} is not a signature image")
+        return ManifestCheck(what, digest, Verdict.FAILED, f"{tag} is not a signature image")
     if not signatures:
-        return ManifestCheck(what, digest, UNSIGNED, f"{tag} holds no cosign signature")
+        return ManifestCheck(what, digest, Verdict.UNSIGNED, f"{tag} holds no cosign signature")
     if len(signatures) > MAX_SIGNATURE_LAYERS:
         return ManifestCheck(
-            what, digest, FAILED, f"{tag} holds {len(signatures)} signatures; not reading them"
+            what,
+            digest,
+            Verdict.FAILED,
+            f"{tag} holds {len(signatures)} signatures; not reading them",
         )
     problems: list[str] = []
     for layer in signatures:
         problem = await _check_layer(client, repository, digest, public_key, layer)
-        if not problem:
-            return ManifestCheck(what, digest, SIGNED)
+        if problem is None:
+            return ManifestCheck(what, digest, Verdict.SIGNED)
         problems.append(problem)
     count = f"{len(signatures)} signature{'s' if len(signatures) > 1 else ''}"
     return ManifestCheck(
-        what, digest, FAILED, f"{count}, none valid: " + "; ".join(sorted(set(problems)))
+        what, digest, Verdict.FAILED, f"{count}, none valid: " + "; ".join(sorted(set(problems)))
     )
 
 
@@ -163,8 +177,8 @@ async def _check_layer(
     digest: str,
     public_key: ec.EllipticCurvePublicKey,
     layer: Mapping[str, Any],
-) -> str:
-    """'' when `layer` is a valid signature of `digest` by the key, else what is wrong."""
+) -> str | None:
+    """What is wrong with `layer` as a signature of `digest` by the key; None when it is one."""
     annotations = layer.get("annotations")
     signature = annotations.get(SIGNATURE_ANNOTATION) if isinstance(annotations, Mapping) else None
     if not isinstance(signature, str):
@@ -185,8 +199,8 @@ async def _check_layer(
     return _check_payload(payload, repository, digest)
 
 
-def _check_payload(payload: bytes, repository: ImageReference, digest: str) -> str:
-    """'' when the (authentic) payload claims this image, else what it claims instead."""
+def _check_payload(payload: bytes, repository: ImageReference, digest: str) -> str | None:
+    """What the (authentic) payload claims instead of this image; None when it claims it."""
     try:
         document = json.loads(payload)
         critical = document["critical"]
@@ -205,4 +219,4 @@ def _check_payload(payload: bytes, repository: ImageReference, digest: str) -> s
         return f"a signature naming an unreadable repository {identity!r}"
     if (signed.registry, signed.repository) != (repository.registry, repository.repository):
         return f"a signature by this key for another repository ({identity})"
-    return ""
+    return None
