@@ -33,7 +33,7 @@ async def deliver(
     registry_service: dagger.Service | None = None,
     pending: Sequence[_sbom.Pending] | None = None,
     signing_key: _signing.SigningKey | None = None,
-) -> tuple[list[str], list[str]]:
+) -> list[str]:
     """Push, read back, attach the SBOMs of and sign every target: one chain per target.
 
     Components go in parallel, each as one chain: its immutable tag is pushed
@@ -48,12 +48,13 @@ async def deliver(
     pushed, a tag the registry does not serve is one naming it; either also
     says what was attached and signed meanwhile. Otherwise a failed SBOM or
     signature is one error (`after_push_failure`). Returns every tag's
-    `address@digest` (targets' order) and the `# sbom …` notes.
+    `address@digest` (targets' order); what was attached and signed is on the
+    targets.
     """
     refs: dict[str, str] = {}
     push_errors: list[str] = []
     problems: list[str] = []
-    reports: dict[str, _sbom.AttachReport] = {}
+    sbom_failures: list[str] = []
     signing_failures: list[str] = []
 
     async def chain(target: Target) -> None:
@@ -82,20 +83,16 @@ async def deliver(
             return
         if pending is not None:
             mine = [p for p in pending if p.job.spec.name == target.spec.name]
-            reports[target.spec.name] = await attach_sboms(request, [target], client, mine)
+            sbom_failures.extend(await attach_sboms(request, [target], client, mine))
         if signing_key is not None:
             signing_failures.extend(await sign(request, [target], client, signing_key))
 
     await run_all([lambda t=t: chain(t) for t in targets])
 
-    sbom_lines = [_sbom.NOT_ATTACHED] if pending is None else []
-    for target in targets:
-        if (report := reports.get(target.spec.name)) is not None:
-            sbom_lines += report.lines
-    sbom_failures = sorted(f for report in reports.values() for f in report.failures)
+    sbom_failures.sort()
     written = written_after_push(
         targets,
-        sbom_lines=sbom_lines,
+        sboms_attachable=pending is not None,
         sbom_failures=sbom_failures,
         signing=signing_key is not None,
         signing_failures=sorted(signing_failures),
@@ -106,14 +103,14 @@ async def deliver(
     if push_errors:
         done = [target.address(t) for target in targets for t in target.pushed]
         note = f" Already pushed: {', '.join(done)}." if done else " Nothing was pushed."
-        raise BrokkrError(f"{push_errors[0]}{note}{meanwhile}")
+        raise BrokkrError(f"{'; '.join(sorted(push_errors))}{note}{meanwhile}")
     if problems:
         msg = "published, but the registry does not serve what was pushed: " + "; ".join(problems)
         raise BrokkrError(msg + meanwhile)
     pushed = [refs[t.address(tag.name)] for t in targets for tag in t.tags]
     if sbom_failures or signing_failures:
         raise BrokkrError(after_push_failure(pushed, written))
-    return pushed, sbom_lines
+    return pushed
 
 
 async def attach_sboms(
@@ -121,11 +118,12 @@ async def attach_sboms(
     targets: Sequence[Target],
     client: RegistryClient,
     pending: Sequence[_sbom.Pending],
-) -> _sbom.AttachReport:
+) -> list[str]:
     """Attach every pending SBOM to its pushed platform manifest, under one registry deadline.
 
     `publish` calls it for one component at a time, once its tags are read
-    back. Fills each target's `sboms`; a failure is in the report, not raised.
+    back. Fills each target's `sboms`; returns what was not attached and why
+    (not raised).
     """
     digests = {(t.repository.name, p): d for t in targets for p, d in t.platform_digests.items()}
     # One deadline for all the attaches (the client's Limits.deadline).
@@ -138,12 +136,11 @@ async def attach_sboms(
                 client, pending, digests, created=request.created
             )
     except BrokkrError as e:  # each attach reports its own failure; this is anything else
-        report = _sbom.AttachReport([], [str(e)], {})
-    for target in targets:
-        for platform in target.platform_digests:
-            if (digest := report.attached.get((target.repository.name, platform))) is not None:
-                target.sboms[platform] = digest
-    return report
+        report = _sbom.AttachReport([], [str(e)])
+    by_name = {t.repository.name: t for t in targets}
+    for attached in report.attached:
+        by_name[attached.repository].sboms[attached.platform] = attached
+    return report.failures
 
 
 async def sign(

@@ -17,6 +17,7 @@ from ci.rules.components import Component, ComponentSpec, component_spec
 from ci.rules.labels import REVISION_LABEL
 from ci.rules.reference import ImageReference, parse_repository
 from ci.rules.tags import Tag, compute_tags, released_versions
+from ci.supply_chain.sbom import AttachedSbom
 
 
 @dataclass
@@ -34,8 +35,8 @@ class Target:
     """The pushed index digest, once read back."""
     platform_digests: dict[str, str] = field(default_factory=dict)
     """Platform (`linux/amd64`) -> its manifest digest in the index, once read back."""
-    sboms: dict[str, str] = field(default_factory=dict)
-    """Platform -> the digest of its attached SBOM artifact manifest, once attached."""
+    sboms: dict[str, AttachedSbom] = field(default_factory=dict)
+    """Platform -> its attached SBOM, once attached (in the order they were read)."""
     signatures: dict[str, str] = field(default_factory=dict)
     """`index` or platform -> the `sha256-<hex>.sig` tag its signature is stored under."""
 

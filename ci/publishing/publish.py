@@ -50,11 +50,10 @@ from ci.errors import BrokkrError
 from ci.publishing.deliver import deliver
 from ci.publishing.images import build, check_sources, compose
 from ci.publishing.plan import plan, refuse_overwrites
-from ci.publishing.report import dry_run_report, render, signature_lines
+from ci.publishing.report import dry_run_report, render
 from ci.publishing.request import PublishRequest, repository_address
 from ci.registry.client import Credentials, RegistryClient
 from ci.rules.reference import is_loopback_host, parse_repository
-from ci.supply_chain import sbom as _sbom
 from ci.supply_chain import signing as _signing
 
 READ_LOGIN_HINT = (
@@ -130,7 +129,7 @@ async def publish(
         # where the module's client may write; elsewhere publish says they were not.
         sboms = can_write(request, credentials)
         variants, pending = await build(request, targets, images, read_sboms=sboms)
-        refs, sbom_lines = await deliver(
+        refs = await deliver(
             request,
             targets,
             variants,
@@ -141,10 +140,4 @@ async def publish(
             pending=pending,
             signing_key=signing_key,
         )
-        return render(
-            request,
-            targets,
-            refs,
-            notes=[*sbom_lines, *signature_lines(targets)],
-            sboms_not_attached=None if sboms else _sbom.NOT_ATTACHED_REASON,
-        )
+        return render(request, targets, refs, sboms_attachable=sboms)

@@ -10,6 +10,9 @@ from ci.publishing.plan import Target, provenance
 from ci.publishing.request import OutputFormat, PublishRequest
 from ci.supply_chain import sbom as _sbom
 
+NOT_ATTACHED = f"# SBOMs not attached: {_sbom.NOT_ATTACHED_REASON}"
+"""The line `publish` ends its text output with when it may not write the SBOMs."""
+
 
 def dry_run_report(request: PublishRequest, targets: Sequence[Target]) -> list[str]:
     """What a real run would push, one line per address, and what it would refuse."""
@@ -31,7 +34,7 @@ def dry_run_report(request: PublishRequest, targets: Sequence[Target]) -> list[s
 def written_after_push(
     targets: Sequence[Target],
     *,
-    sbom_lines: Sequence[str],
+    sboms_attachable: bool,
     sbom_failures: Sequence[str],
     signing: bool,
     signing_failures: Sequence[str],
@@ -41,17 +44,17 @@ def written_after_push(
     parts = []
     if sbom_failures:
         parts.append("SBOMs were not attached to: " + "; ".join(sbom_failures) + ".")
-    if sbom_lines == [_sbom.NOT_ATTACHED]:
+    attached = sbom_notes(targets)
+    if not sboms_attachable:
         parts.append(f"SBOMs not attached: {_sbom.NOT_ATTACHED_REASON}.")
-    elif sbom_lines:
-        attached = "; ".join(line.removeprefix("# sbom ") for line in sbom_lines)
-        parts.append(f"Attached: {attached}.")
+    elif attached:
+        parts.append(f"Attached: {'; '.join(attached)}.")
     else:
         parts.append("No SBOM was attached.")
     if signing_failures:
         parts.append("Signing failed for: " + "; ".join(signing_failures) + ".")
     if signing:
-        signed = [line.removeprefix("# signature ") for line in signature_lines(targets)]
+        signed = signature_notes(targets)
         parts.append(f"Signed: {'; '.join(signed)}." if signed else "Nothing was signed.")
     return parts
 
@@ -70,18 +73,36 @@ def after_push_failure(refs: Sequence[str], written: Sequence[str]) -> str:
     )
 
 
-def signature_lines(targets: Sequence[Target]) -> list[str]:
-    """`# signature <index|platform> <repository>@<manifest>: <repository>:<sha256-<hex>.sig>`."""
-    lines = []
+def sbom_notes(targets: Sequence[Target]) -> list[str]:
+    """`<platform> <repository>@<manifest>: <repository>@<artifact> (<how>)` per attached SBOM."""
+    return [
+        f"{platform} {a.repository}@{a.referrer.subject}: {a.repository}@{a.referrer.digest} "
+        f"({a.referrer.via})"
+        for target in targets
+        for platform, a in target.sboms.items()
+    ]
+
+
+def signature_notes(targets: Sequence[Target]) -> list[str]:
+    """`<index|platform> <repository>@<manifest>: <repository>:<sha256-<hex>.sig>` per
+    signature written."""
+    notes = []
     for target in targets:
         manifests = {**target.platform_digests, "index": target.digest}
         name = target.repository.name
-        lines += [
-            f"# signature {what} {name}@{digest}: {name}:{target.signatures[what]}"
+        notes += [
+            f"{what} {name}@{digest}: {name}:{target.signatures[what]}"
             for what, digest in manifests.items()
             if what in target.signatures
         ]
-    return lines
+    return notes
+
+
+def notes(targets: Sequence[Target], *, sboms_attachable: bool) -> list[str]:
+    """The `#` lines after the pushed tags: `# sbom …` per attached SBOM (or the one
+    `NOT_ATTACHED` line), then `# signature …` per signature."""
+    sboms = [f"# sbom {n}" for n in sbom_notes(targets)] if sboms_attachable else [NOT_ATTACHED]
+    return [*sboms, *(f"# signature {n}" for n in signature_notes(targets))]
 
 
 def render(
@@ -89,16 +110,17 @@ def render(
     targets: Sequence[Target],
     refs: Sequence[str],
     *,
-    notes: Sequence[str] = (),
-    sboms_not_attached: str | None = None,
+    sboms_attachable: bool,
 ) -> str:
-    """What `publish` prints: `address@digest` lines and `# …` notes, or one JSON array.
+    """What `publish` prints: `address@digest` lines and `# …` notes (`notes`), or one
+    JSON array.
 
     In JSON the notes' content is in each object instead (`sbom`,
     `sboms_not_attached`, `signatures`; see `OutputFormat.JSON`).
     """
     if request.output is OutputFormat.TEXT:
-        return "\n".join([*refs, *notes])
+        return "\n".join([*refs, *notes(targets, sboms_attachable=sboms_attachable)])
+    sboms_not_attached = None if sboms_attachable else _sbom.NOT_ATTACHED_REASON
     entries = [
         {
             "component": target.spec.component.value,
@@ -111,7 +133,9 @@ def render(
                 for p in request.platforms
                 if p in target.platform_digests
             },
-            "sbom": {p: target.sboms[p] for p in request.platforms if p in target.sboms},
+            "sbom": {
+                p: target.sboms[p].referrer.digest for p in request.platforms if p in target.sboms
+            },
             "sboms_not_attached": sboms_not_attached,
             "signatures": {
                 what: target.signatures[what]

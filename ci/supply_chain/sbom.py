@@ -37,11 +37,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import anyio
 import dagger
 from dagger import dag
 
 from ci.build.stages import DEFAULT_UI_PATH, build_image, native_platform
+from ci.concurrency import run_all
 from ci.errors import BrokkrError, first_line
 from ci.registry import referrers as _referrers
 from ci.registry.client import RegistryClient
@@ -129,10 +129,8 @@ async def read_contents(
         except dagger.QueryError as e:
             failures.append(first_line(e))
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run, scan)
-        if not spec.rust:
-            tg.start_soon(run, npm_record)
+    jobs = [scan] if spec.rust else [scan, npm_record]
+    await run_all([lambda j=j: run(j) for j in jobs])
     if failures:
         raise BrokkrError(f"scanning the {spec.name} image with syft failed: {failures[0]}")
     npm = found.get("npm")
@@ -188,8 +186,6 @@ NOT_ATTACHED_REASON = (
 )
 """Why `publish` attaches no SBOMs to a non-loopback registry without credentials
 (`sboms_not_attached` in its JSON)."""
-NOT_ATTACHED = f"# SBOMs not attached: {NOT_ATTACHED_REASON}"
-"""The line `publish` ends its text output with when it may not write the SBOMs."""
 
 
 @dataclass(frozen=True)
@@ -233,16 +229,24 @@ async def read_pending(job: PublishJob, native: str) -> Pending:
 
 
 @dataclass(frozen=True)
+class AttachedSbom:
+    """One SBOM attached to the pushed manifest of one platform of one repository."""
+
+    repository: str
+    platform: str
+    referrer: _referrers.Attached
+    """The platform manifest (`subject`), the SBOM's artifact manifest (`digest`) and how
+    it is found (`via`)."""
+
+
+@dataclass(frozen=True)
 class AttachReport:
     """What `attach_for_publish` did."""
 
-    lines: list[str]
-    """One `# sbom <platform> <repository>@<manifest>: <repository>@<artifact> (<how>)` line per
-    attached SBOM, in the order of the pending SBOMs."""
+    attached: list[AttachedSbom]
+    """Every SBOM attached, in the order of the pending SBOMs."""
     failures: list[str]
-    """One entry per SBOM that was not attached, saying why."""
-    attached: dict[tuple[str, str], str]
-    """(repository, platform) -> the digest of the SBOM's artifact manifest (the referrer)."""
+    """One entry per SBOM that was not attached, saying why (sorted)."""
 
 
 async def attach_for_publish(
@@ -257,8 +261,7 @@ async def attach_for_publish(
     A failure does not stop the others; the report has what was attached and
     what was not.
     """
-    lines: dict[int, str] = {}
-    attached_digests: dict[tuple[str, str], str] = {}
+    attached: list[AttachedSbom | None] = [None] * len(pending)
     failures: list[str] = []
 
     async def one(index: int, item: Pending) -> None:
@@ -271,7 +274,7 @@ async def attach_for_publish(
         subject = Subject(name, item.target, version=job.version, digest=digest)
         try:
             text = render(build_document(job.spec, subject, item.contents))
-            attached = await _referrers.attach(
+            referrer = await _referrers.attach(
                 client,
                 job.repository,
                 digest,
@@ -282,13 +285,7 @@ async def attach_for_publish(
         except BrokkrError as e:
             failures.append(f"{name}@{digest} ({item.target.platform}): {e}")
             return
-        attached_digests[(name, item.target.platform)] = attached.digest
-        lines[index] = (
-            f"# sbom {item.target.platform} {name}@{digest}: {name}@{attached.digest} "
-            f"({attached.via})"
-        )
+        attached[index] = AttachedSbom(name, item.target.platform, referrer)
 
-    async with anyio.create_task_group() as tg:
-        for index, item in enumerate(pending):
-            tg.start_soon(one, index, item)
-    return AttachReport([lines[i] for i in sorted(lines)], sorted(failures), attached_digests)
+    await run_all([lambda i=i, p=p: one(i, p) for i, p in enumerate(pending)])
+    return AttachReport([a for a in attached if a is not None], sorted(failures))

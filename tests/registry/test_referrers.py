@@ -24,6 +24,7 @@ from dagger.mod._exceptions import FunctionError
 from ci.errors import BrokkrError
 from ci.publishing import deliver as _deliver
 from ci.publishing import publish as _publish
+from ci.publishing import report as _report
 from ci.registry import referrers as _referrers
 from ci.registry.client import OCI_INDEX, OCI_MANIFEST, Credentials, RegistryClient, sha256_digest
 from ci.rules.reference import parse_reference, parse_repository
@@ -371,7 +372,7 @@ async def test_without_credentials_a_remote_registry_gets_no_sboms_and_publish_s
     )
     if output == "TEXT":
         lines = text.splitlines()
-        assert lines[-1] == _sbom.NOT_ATTACHED
+        assert lines[-1] == _report.NOT_ATTACHED
         assert "--username and --password" in lines[-1]
         assert not [line for line in lines if line.startswith("# sbom ")]
     else:
