@@ -29,3 +29,18 @@ async def read_file(file: dagger.File, flag: str) -> str:
         return await file.contents()
     except dagger.QueryError as e:
         raise BrokkrError(f"{flag} could not be read: {first_line(e)}") from None
+
+
+LOGIN_RULE = (
+    "--username and --password go together: pass both (the password as a secret, e.g. "
+    "--password env://GITHUB_TOKEN; for GHCR, your GitHub user name), or neither for "
+    "anonymous access"
+)
+"""The one message for a login given by halves (a username without a password, or the
+reverse), wherever a registry login is taken."""
+
+
+def check_login(username: str, password: dagger.Secret | None) -> None:
+    """Both or neither of a username and a password secret; nothing is read."""
+    if bool(username) != (password is not None):
+        raise BrokkrError(LOGIN_RULE)

@@ -22,18 +22,19 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, Ignore, function, object_type
 
+from ci.access import registry_access
 from ci.build import image as _image
 from ci.build import service as _service
 from ci.build import stages as _build
 from ci.build.image import Image
-from ci.inputs import read_file
+from ci.inputs import check_login, read_file
 from ci.publishing import inspection as _inspection
 from ci.publishing import publish as _publish
 from ci.publishing import request as _request
 from ci.rules import tags as _tags
 from ci.rules.components import Component, Stage
 from ci.rules.labels import DEFAULT_SOURCE_URL
-from ci.rules.reference import parse_reference
+from ci.rules.reference import parse_reference, parse_repository
 from ci.supply_chain import sbom as _sbom
 from ci.supply_chain import signing as _signing
 from ci.supply_chain import verify as _verify
@@ -273,12 +274,9 @@ class Brokkr:
         a registry that breaks a limit gets an error naming it (docs/reference.md,
         "Registry access and limits").
         """
-        credentials, connect_to = await _inspection.registry_access(
-            address, username, password, registry_service
-        )
-        return await _inspection.inspect_address(
-            address, credentials=credentials, connect_to=connect_to
-        )
+        ref = parse_reference(address)
+        access = await registry_access(ref, username, password, registry_service)
+        return await _inspection.inspect_address(ref, access)
 
     @function(cache="never")
     async def list_tags(
@@ -298,12 +296,9 @@ class Brokkr:
 
         `dagger call list-tags --repository ghcr.io/colliery-io/brokkr-broker`
         """
-        credentials, connect_to = await _inspection.registry_access(
-            repository, username, password, registry_service
-        )
-        return await _inspection.repository_tags(
-            repository, credentials=credentials, connect_to=connect_to
-        )
+        ref = parse_repository(repository)
+        access = await registry_access(ref, username, password, registry_service)
+        return await _inspection.repository_tags(ref, access)
 
     @function(cache="never")
     async def sizes(
@@ -320,12 +315,9 @@ class Brokkr:
         Never cached: every call asks the registry, for the manifests only (no
         SBOM or signature lookups, which `inspect` makes).
         """
-        credentials, connect_to = await _inspection.registry_access(
-            address, username, password, registry_service
-        )
-        info = await _inspection.inspect_address(
-            address, credentials=credentials, connect_to=connect_to, supply_chain=False
-        )
+        ref = parse_reference(address)
+        access = await registry_access(ref, username, password, registry_service)
+        info = await _inspection.inspect_address(ref, access, supply_chain=False)
         return _inspection.size_table(info)
 
     @function(cache="never")
@@ -453,22 +445,14 @@ class Brokkr:
             ui_path=ui_path,
             emulate=emulate,
         )
-        repository = _request.repository_address(request.registry, request.components[0])
+        repository = parse_repository(
+            _request.repository_address(request.registry, request.components[0])
+        )
         _service.check(repository, registry_service)
+        check_login(username, password)
         key = await _signing.key_from_secrets(signing_key, signing_password)
-        credentials, connect_to = await _inspection.registry_access(
-            repository, username, password, registry_service
-        )
-        return await _publish.publish(
-            request,
-            self.source,
-            username=username,
-            password=password,
-            credentials=credentials,
-            signing_key=key,
-            registry_service=registry_service,
-            connect_to=connect_to,
-        )
+        access = await registry_access(repository, username, password, registry_service)
+        return await _publish.publish(request, self.source, access, key)
 
     @function(cache="never")
     async def verify(
@@ -492,11 +476,8 @@ class Brokkr:
         `dagger call verify --address ghcr.io/me/brokkr-broker:1.2.3 --public-key cosign.pub`
         """
         ref = parse_reference(address)
-        _service.check(address, registry_service)
+        _service.check(ref, registry_service)
+        check_login(username, password)
         key = _signing.load_public_key(await read_file(public_key, "--public-key"))
-        credentials, connect_to = await _inspection.registry_access(
-            address, username, password, registry_service
-        )
-        return await _verify.verify_address(
-            ref, key, credentials=credentials, connect_to=connect_to
-        )
+        access = await registry_access(ref, username, password, registry_service)
+        return await _verify.verify_address(ref, key, access)

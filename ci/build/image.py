@@ -69,9 +69,9 @@ class Image:
         --address ghcr.io/me/brokkr-ui:dev`; to a registry on the CLI's machine:
         `--address localhost:5000/brokkr-ui:dev --registry-service tcp://localhost:5000`.
         """
-        address = _push.check_address(address)
-        _service.check(address, registry_service)
-        primary = _push.with_auth(self.variants[0], address, username=username, password=password)
+        address, ref = _push.check_address(address)
+        _service.check(ref, registry_service)
+        primary = _push.with_auth(self.variants[0], ref, username=username, password=password)
         return await _push.push(
             primary, self.variants[1:], address, registry_service=registry_service
         )

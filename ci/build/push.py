@@ -13,7 +13,8 @@ import anyio
 import dagger
 
 from ci.errors import BrokkrError, first_line
-from ci.rules.reference import parse_reference
+from ci.inputs import check_login
+from ci.rules.reference import ImageReference, parse_reference
 
 PUSH_ATTEMPTS = 3
 """How many times one push is tried when the registry fails transiently."""
@@ -26,31 +27,33 @@ _REFUSED = re.compile(
 )
 
 
-def check_address(address: str) -> str:
-    """Check an address to push to (`registry/org/name[:tag]`, no digest); return it stripped."""
+def check_address(address: str) -> tuple[str, ImageReference]:
+    """Check an address to push to (`registry/org/name[:tag]`, no digest); return it
+    stripped (as the engine is given it) and parsed."""
     address = address.strip()
-    if parse_reference(address).digest is not None:
+    ref = parse_reference(address)
+    if ref.digest is not None:
         msg = (
             f"cannot push to a digest ({address}); give a tag, like "
             "ghcr.io/colliery-io/brokkr-broker:1.2.3"
         )
         raise BrokkrError(msg)
-    return address
+    return address, ref
 
 
 def with_auth(
-    container: dagger.Container, address: str, *, username: str, password: dagger.Secret | None
+    container: dagger.Container,
+    repository: ImageReference,
+    *,
+    username: str,
+    password: dagger.Secret | None,
 ) -> dagger.Container:
-    """Attach `username`/`password` for pushes to `address`'s repository (both or neither).
-
-    `address` may be the repository itself (`registry/org/name`) or any tag of it.
-    """
-    if password is None and not username:
+    """Attach `username`/`password` for pushes to `repository` (both or neither,
+    `check_login`); any tag of it names the same repository."""
+    check_login(username, password)
+    if password is None:
         return container
-    if password is None or not username:
-        msg = "--username and --password go together (the password as a secret, env://NAME)"
-        raise BrokkrError(msg)
-    return container.with_registry_auth(parse_reference(address).name, username, password)
+    return container.with_registry_auth(repository.name, username, password)
 
 
 async def push(

@@ -46,27 +46,26 @@ from __future__ import annotations
 import dagger
 
 from ci.errors import BrokkrError, first_line
-from ci.rules.reference import ImageReference, is_loopback_host, parse_reference
+from ci.rules.reference import ConnectTo, ImageReference, is_loopback_host
 
 __all__ = ["check", "connect_to"]
 
 _DEFAULT_HTTP_PORT = 80
 
 
-def check(address: str, service: dagger.Service | None) -> None:
+def check(ref: ImageReference, service: dagger.Service | None) -> None:
     """Refuse `--registry-service` with an address whose registry is not loopback.
 
-    `address` is an image or repository address (`localhost:5000/org/name[:tag]`).
+    `ref` is the image or repository the user named (`localhost:5000/org/name[:tag]`).
 
     Nothing is started or read: this runs with the other input checks.
     """
     if service is None:
         return
-    ref = parse_reference(address)
     if not is_loopback_host(ref.host):
         msg = (
             f"--registry-service needs a loopback registry address (localhost:<port>/…, "
-            f"127.0.0.1:<port>/… or [::1]:<port>/…), got {ref.registry} in {address!r}: the "
+            f"127.0.0.1:<port>/… or [::1]:<port>/…), got {ref.registry} in {str(ref)!r}: the "
             "service stands for that address, which the engine and the module then reach in "
             "plain HTTP. Drop --registry-service for a registry the engine can reach by name"
         )
@@ -95,8 +94,8 @@ def _parse_endpoint(endpoint: str, registry: str) -> tuple[str, int]:
     return host, number
 
 
-async def connect_to(address: str, service: dagger.Service | None) -> dict[str, tuple[str, int]]:
-    """What the module's registry client connects to instead of `address`'s registry.
+async def connect_to(ref: ImageReference, service: dagger.Service | None) -> ConnectTo:
+    """What the module's registry client connects to instead of `ref`'s registry.
 
     `{}` without a service. Otherwise the service is started (a no-op when the
     CLI already started it) and asked for its endpoint on the address's own
@@ -105,8 +104,7 @@ async def connect_to(address: str, service: dagger.Service | None) -> dict[str, 
     """
     if service is None:
         return {}
-    check(address, service)
-    ref = parse_reference(address)
+    check(ref, service)
     port = _port(ref)
     try:
         started = await service.start()

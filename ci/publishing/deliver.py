@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import dagger
 
+from ci.access import RegistryAccess
 from ci.build import push as _push
 from ci.concurrency import run_all
 from ci.errors import BrokkrError
@@ -27,10 +28,8 @@ async def deliver(
     targets: Sequence[Target],
     variants: dict[str, list[dagger.Container]],
     client: RegistryClient,
+    access: RegistryAccess,
     *,
-    username: str,
-    password: dagger.Secret | None,
-    registry_service: dagger.Service | None = None,
     pending: Sequence[_sbom.Pending] | None = None,
     signing_key: _signing.SigningKey | None = None,
 ) -> list[str]:
@@ -60,14 +59,14 @@ async def deliver(
     async def chain(target: Target) -> None:
         primary, *others = variants[target.spec.name]
         primary = _push.with_auth(
-            primary, target.repository.name, username=username, password=password
+            primary, target.repository, username=access.username, password=access.password
         )
         first, *rest = pinned_first(target.tags)
 
         async def tag(t: Tag) -> None:
             address = target.address(t.name)
             refs[address] = await _push.push(
-                primary, others, address, registry_service=registry_service
+                primary, others, address, registry_service=access.service
             )
             target.pushed.append(t.name)
 

@@ -2,35 +2,29 @@
 
 The protocol lives in ``_registry``; this module only turns its results into
 Dagger object types (so ``dagger call inspect --address … digest`` can chain a
-field) and readable text, and turns a username plus a ``Secret`` into
-``Credentials``.
+field) and readable text.
 """
 
 from collections.abc import Mapping
 from typing import Annotated
 
-import anyio
-import dagger
 from dagger import Doc, field, function, object_type
 
-from ci.build import service as _service
-from ci.errors import BrokkrError
-from ci.inputs import read_secret
+from ci.access import RegistryAccess
+from ci.concurrency import run_all
 from ci.registry import referrers as _referrers
-from ci.registry.client import Credentials, ImageDescription, RegistryClient
+from ci.registry.client import ImageDescription, RegistryClient
 from ci.registry.http import markdown_cell
-from ci.rules.reference import parse_reference, parse_repository
+from ci.rules.reference import ImageReference
 from ci.supply_chain import signing as _signing
 from ci.supply_chain.cyclonedx import MEDIA_TYPE as SBOM_MEDIA_TYPE
 
 __all__ = [
     "ImageInfo",
     "PlatformImage",
-    "credentials_from",
     "format_megabytes",
     "image_info",
     "inspect_address",
-    "registry_access",
     "repository_tags",
     "size_table",
 ]
@@ -162,9 +156,7 @@ async def sbom_attached(client: RegistryClient, description: ImageDescription) -
         referrers = await _referrers.find(client, repository, digest, artifact_type=SBOM_MEDIA_TYPE)
         found[digest] = bool(referrers)
 
-    async with anyio.create_task_group() as tg:
-        for platform in description.platforms:
-            tg.start_soon(one, platform.digest)
+    await run_all([lambda d=p.digest: one(d) for p in description.platforms])
     return found
 
 
@@ -188,9 +180,7 @@ async def signatures_stored(
         found[digest] = stored is not None and bool(_signing.signature_layers(stored))
 
     digests = dict.fromkeys([description.digest, *(p.digest for p in description.platforms)])
-    async with anyio.create_task_group() as tg:
-        for digest in digests:
-            tg.start_soon(one, digest)
+    await run_all([lambda d=d: one(d) for d in digests])
     return found
 
 
@@ -215,60 +205,16 @@ def size_table(info: ImageInfo) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def credentials_from(username: str, password: dagger.Secret | None) -> Credentials | None:
-    """Registry credentials from a username and a Dagger secret; None for anonymous.
-
-    The secret's plaintext is read only when one is given. A username without a
-    password, or a password without a username, is an error.
-    """
-    if password is None:
-        if username:
-            raise BrokkrError(
-                f"a username ({username!r}) was given without a password: pass --password "
-                "as a secret (e.g. env://GITHUB_TOKEN), or neither for anonymous access"
-            )
-        return None
-    if not username:
-        raise BrokkrError(
-            "a password was given without a username: pass --username too "
-            "(for GHCR, your GitHub user name)"
-        )
-    plaintext = await read_secret(password, "--password")
-    if not plaintext:
-        raise BrokkrError(f"the password secret for {username!r} is empty")
-    return Credentials(username, plaintext)
-
-
-async def registry_access(
-    address: str, username: str, password: dagger.Secret | None, service: dagger.Service | None
-) -> tuple[Credentials | None, dict[str, tuple[str, int]]]:
-    """The login and the connection for the module's registry client to reach `address`.
-
-    In this order: `--registry-service` is checked against the address (nothing
-    read or started), the password secret is read (`credentials_from`), then the
-    service is started and asked for its endpoint (`_service.connect_to`).
-    """
-    _service.check(address, service)
-    credentials = await credentials_from(username, password)
-    return credentials, await _service.connect_to(address, service)
-
-
 async def inspect_address(
-    address: str,
-    *,
-    credentials: Credentials | None = None,
-    connect_to: Mapping[str, tuple[str, int]] | None = None,
-    supply_chain: bool = True,
+    ref: ImageReference, access: RegistryAccess, *, supply_chain: bool = True
 ) -> ImageInfo:
-    """Parse ``address`` and describe the image it names (see ``RegistryClient.inspect``).
-
-    ``connect_to``: see ``RegistryClient`` (``--registry-service``). With
+    """Describe the image ``ref`` names (see ``RegistryClient.inspect``), reached through
+    ``access`` (login and ``--registry-service``). With
     ``supply_chain=False`` the SBOM and signature lookups (a referrers request
     and a signature-tag request per manifest) are skipped and every ``sbom``
     and ``signature`` is False: for callers that show neither, such as ``sizes``.
     """
-    ref = parse_reference(address)
-    async with RegistryClient(credentials=credentials, connect_to=connect_to) as client:
+    async with access.client() as client:
         # One deadline for the whole inspection, the SBOM lookups included.
         with client.operation(ref.registry, f"inspecting {ref}"):
             description = await client.inspect(ref)
@@ -283,19 +229,11 @@ async def inspect_address(
             async def find_signatures() -> None:
                 signatures.update(await signatures_stored(client, description))
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(find_sboms)
-                tg.start_soon(find_signatures)
+            await run_all([find_sboms, find_signatures])
             return image_info(description, sboms, signatures)
 
 
-async def repository_tags(
-    repository: str,
-    *,
-    credentials: Credentials | None = None,
-    connect_to: Mapping[str, tuple[str, int]] | None = None,
-) -> list[str]:
-    """Parse ``repository`` (no tag or digest) and list every tag it has, sorted."""
-    ref = parse_repository(repository)
-    async with RegistryClient(credentials=credentials, connect_to=connect_to) as client:
-        return sorted(await client.list_tags(ref))
+async def repository_tags(repository: ImageReference, access: RegistryAccess) -> list[str]:
+    """Every tag of ``repository`` (no tag or digest), sorted, reached through ``access``."""
+    async with access.client() as client:
+        return sorted(await client.list_tags(repository))

@@ -42,17 +42,16 @@ both push it; CI serialises runs per ref (`concurrency` in the workflow).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import dagger
 
+from ci.access import RegistryAccess
 from ci.errors import BrokkrError
 from ci.publishing.deliver import deliver
 from ci.publishing.images import build, check_sources, compose
 from ci.publishing.plan import plan, refuse_overwrites
 from ci.publishing.report import dry_run_report, render
 from ci.publishing.request import PublishRequest, repository_address
-from ci.registry.client import Credentials, RegistryClient
+from ci.registry.client import Credentials
 from ci.rules.reference import is_loopback_host, parse_repository
 from ci.supply_chain import signing as _signing
 
@@ -93,24 +92,18 @@ def check_signing_login(
 async def publish(
     request: PublishRequest,
     source: dagger.Directory,
-    *,
-    username: str,
-    password: dagger.Secret | None,
-    credentials: Credentials | None,
+    access: RegistryAccess,
     signing_key: _signing.SigningKey | None = None,
-    registry_service: dagger.Service | None = None,
-    connect_to: Mapping[str, tuple[str, int]] | None = None,
 ) -> str:
     """Run a publish: plan, refuse overwrites, build, push, verify, sign (or report, dry run).
 
-    `registry_service` goes to every push; `connect_to` (its endpoint, from
-    `_service.connect_to`) to the registry client (`--registry-service`).
+    `access` (the login and `--registry-service`) goes to every push and to the
+    module's registry client.
     """
+    credentials = access.credentials
     check_signing_login(request, credentials, signing_key)
     await check_sources(request, source)
-    async with RegistryClient(
-        credentials=credentials, anonymous_hint=READ_LOGIN_HINT, connect_to=connect_to
-    ) as client:
+    async with access.client(anonymous_hint=READ_LOGIN_HINT) as client:
         targets = await plan(request, client)
         if request.dry_run:
             lines = dry_run_report(request, targets)
@@ -134,9 +127,7 @@ async def publish(
             targets,
             variants,
             client,
-            username=username,
-            password=password,
-            registry_service=registry_service,
+            access,
             pending=pending,
             signing_key=signing_key,
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from ci.errors import BrokkrError
@@ -27,6 +28,7 @@ from ci.rules.tags import OCI_TAG
 __all__ = [
     "DEFAULT_TAG",
     "DOCKER_HUB",
+    "ConnectTo",
     "ImageReference",
     "is_loopback_host",
     "parse_reference",
@@ -42,6 +44,10 @@ DOCKER_HUB_API = "registry-1.docker.io"
 """The host that serves Docker Hub's distribution API."""
 
 DEFAULT_TAG = "latest"
+
+ConnectTo = Mapping[str, tuple[str, int]]
+"""Registry (`host[:port]`, loopback only) -> the `(host, port)` the module's registry
+client dials instead, keeping the registry's name in URLs and logins (`--registry-service`)."""
 
 ACCEPTED_FORMS = (
     "registry/org/name:tag, registry/org/name@sha256:<64 hex digits>, "

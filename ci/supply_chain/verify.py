@@ -26,9 +26,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ci.access import RegistryAccess
 from ci.concurrency import run_all
 from ci.errors import BrokkrError
-from ci.registry.client import DOCKER_MANIFEST, OCI_MANIFEST, Credentials, RegistryClient
+from ci.registry.client import DOCKER_MANIFEST, OCI_MANIFEST, RegistryClient
 from ci.rules.reference import ImageReference, parse_reference
 from ci.supply_chain.signing import (
     MAX_PAYLOAD_BYTES,
@@ -99,15 +100,13 @@ class VerifyReport:
 async def verify_address(
     ref: ImageReference,
     public_key: ec.EllipticCurvePublicKey,
-    *,
-    credentials: Credentials | None = None,
-    connect_to: Mapping[str, tuple[str, int]] | None = None,
+    access: RegistryAccess,
 ) -> str:
     """`verify`: the report when every manifest of `ref` is signed, else a `BrokkrError`.
 
-    `connect_to`: see `RegistryClient` (`--registry-service`).
+    `access`: the login and `--registry-service` route to `ref`'s registry.
     """
-    async with RegistryClient(credentials=credentials, connect_to=connect_to) as client:
+    async with access.client() as client:
         with client.operation(ref.registry, f"verifying the signatures of {ref}"):
             report = await verify_image(client, ref, public_key)
     report.raise_unless_ok()
