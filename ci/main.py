@@ -9,6 +9,7 @@ rule, and tests/test_layers.py enforces them):
 - `ci.build`: Dagger stage builders, start checks, pushes, `--registry-service`;
 - `ci.registry`: the registry client (HTTP with its limits, logins, the OCI
   distribution API, referrers); never imports Dagger;
+- `ci.access`: the login and the route to a registry, as one value;
 - `ci.supply_chain`: SBOMs, cosign-format signatures and their verification;
 - `ci.publishing`: publish and inspect, on top of all the others.
 
@@ -34,6 +35,8 @@ from ci.publishing import request as _request
 from ci.rules import tags as _tags
 from ci.rules.components import Component, Stage
 from ci.rules.labels import DEFAULT_SOURCE_URL
+from ci.rules.namespace import parse_namespace
+from ci.rules.platforms import parse_platforms
 from ci.rules.reference import parse_reference, parse_repository
 from ci.supply_chain import sbom as _sbom
 from ci.supply_chain import signing as _signing
@@ -218,7 +221,7 @@ class Brokkr:
         return await _image.build_multi(
             self.source,
             component=component,
-            platforms=[str(p) for p in platforms],
+            platforms=parse_platforms([str(p) for p in platforms]),
             emulate=emulate,
             ui_path=ui_path,
         )
@@ -435,8 +438,8 @@ class Brokkr:
             sha=sha,
             pr=pr,
             component=component,
-            registry=registry,
-            platforms=[str(p) for p in platforms],
+            registry=parse_namespace(registry),
+            platforms=parse_platforms([str(p) for p in platforms]) if platforms else (),
             created=created,
             source_url=source_url,
             dry_run=dry_run,
@@ -445,9 +448,7 @@ class Brokkr:
             ui_path=ui_path,
             emulate=emulate,
         )
-        repository = parse_repository(
-            _request.repository_address(request.registry, request.components[0])
-        )
+        repository = request.registry.repository(request.components[0])
         _service.check(repository, registry_service)
         check_login(username, password)
         key = await _signing.key_from_secrets(signing_key, signing_password)

@@ -18,7 +18,7 @@ from ci.build import push as _push
 from ci.build import service as _service
 from ci.build.stages import DEFAULT_UI_PATH, check_starts, compose_variants
 from ci.rules.components import Component, Stage, component_spec
-from ci.rules.platforms import SUPPORTED_PLATFORMS, parse_platforms
+from ci.rules.platforms import PLATFORMS, PlatformSpec
 
 
 @object_type
@@ -81,21 +81,22 @@ async def build_multi(
     source: dagger.Directory,
     *,
     component: Component,
-    platforms: Sequence[str] = SUPPORTED_PLATFORMS,
+    platforms: Sequence[PlatformSpec] = tuple(PLATFORMS.values()),
     emulate: bool = False,
     ui_path: str = DEFAULT_UI_PATH,
     source_checked: bool = False,
 ) -> Image:
     """Build the runtime image of `component` for every platform in `platforms`, start-checked.
 
-    Platforms and the source are checked first (once; `source_checked` says the
-    caller already ran `_build.check_source`). The cargo-chef planner runs once
+    `platforms` come parsed (`parse_platforms`, in `ci.main`). The source is
+    checked first (once; `source_checked` says the caller already ran
+    `_build.check_source`). The cargo-chef planner runs once
     per distinct build platform; then every variant is built and runs its start
     check on its own platform (`_build.check_starts`), all concurrently. Any
     failure is a `BrokkrError` naming the image and platform: nothing is
     returned, so nothing can be exported or pushed.
     """
-    targets = parse_platforms(list(platforms))
+    targets = list(platforms)
     variants = await compose_variants(
         source,
         component_spec(component),

@@ -19,6 +19,7 @@ from ci.publishing.plan import Target, pinned_first
 from ci.publishing.request import PublishRequest
 from ci.rules.components import Component, component_spec
 from ci.rules.labels import image_labels
+from ci.rules.platforms import PlatformSpec
 from ci.supply_chain import sbom as _sbom
 
 
@@ -92,14 +93,14 @@ async def build(
     read_failures: list[str] = []
     read: dict[tuple[str, int], _sbom.Pending] = {}
 
-    async def one(target: Target, index: int, platform: str) -> None:
+    async def one(target: Target, index: int, platform: PlatformSpec) -> None:
         name = target.spec.name
         try:
             # The synced container is loaded by its ID: pushing it later sends the
             # ID instead of resolving the whole build graph again.
             variants[name][index] = await variants[name][index].sync()
         except dagger.QueryError as e:
-            failures.append(f"{name} for {platform}: {first_line(e)}")
+            failures.append(f"{name} for {platform.platform}: {first_line(e)}")
             return
         if not read_sboms or failures:  # after a failed build nothing is pushed
             return
@@ -133,7 +134,7 @@ async def build(
     return variants, pending
 
 
-def sbom_job(target: Target, platform: str, image: dagger.Container) -> _sbom.PublishJob:
+def sbom_job(target: Target, platform: PlatformSpec, image: dagger.Container) -> _sbom.PublishJob:
     """The SBOM of `target` for `platform`, read from its built (labelled) variant `image`."""
     return _sbom.PublishJob(
         spec=target.spec,

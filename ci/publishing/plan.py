@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 from ci.concurrency import run_all
 from ci.errors import BrokkrError
-from ci.publishing.request import PublishRequest, repository_address
+from ci.publishing.request import PublishRequest
 from ci.registry.client import RegistryClient
 from ci.rules.components import Component, ComponentSpec, component_spec
 from ci.rules.labels import REVISION_LABEL
-from ci.rules.reference import ImageReference, parse_repository
+from ci.rules.reference import ImageReference
 from ci.rules.tags import Tag, compute_tags, released_versions
 from ci.supply_chain.sbom import AttachedSbom
 
@@ -59,7 +59,7 @@ async def plan(request: PublishRequest, client: RegistryClient) -> list[Target]:
     targets: dict[Component, Target] = {}
 
     async def one(component: Component) -> None:
-        repository = parse_repository(repository_address(request.registry, component))
+        repository = request.registry.repository(component)
         existing = await client.list_tags(repository, missing_ok=True)
         tags = compute_tags(
             request.ref,
@@ -74,7 +74,7 @@ async def plan(request: PublishRequest, client: RegistryClient) -> list[Target]:
                 target.revisions[name] = revision
         targets[component] = target
 
-    host = parse_repository(repository_address(request.registry, request.components[0])).registry
+    host = request.registry.registry
     # One deadline for all of the plan's reads (the client's Limits.deadline).
     with client.operation(host, f"reading the tags of {request.registry} to plan the publish"):
         await run_all([lambda c=c: one(c) for c in request.components])

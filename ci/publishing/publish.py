@@ -50,9 +50,9 @@ from ci.publishing.deliver import deliver
 from ci.publishing.images import build, check_sources, compose
 from ci.publishing.plan import plan, refuse_overwrites
 from ci.publishing.report import dry_run_report, render
-from ci.publishing.request import PublishRequest, repository_address
+from ci.publishing.request import PublishRequest
 from ci.registry.client import Credentials
-from ci.rules.reference import is_loopback_host, parse_repository
+from ci.rules.reference import is_loopback_host
 from ci.supply_chain import signing as _signing
 
 READ_LOGIN_HINT = (
@@ -76,8 +76,7 @@ def can_write(request: PublishRequest, credentials: Credentials | None) -> bool:
     """
     if credentials is not None:
         return True
-    repository = parse_repository(repository_address(request.registry, request.components[0]))
-    return is_loopback_host(repository.host)
+    return is_loopback_host(request.registry.host)
 
 
 def check_signing_login(

@@ -61,8 +61,10 @@ async def _read_back(
             platforms = {_platform_name(p.platform) for p in described.platforms}
             if described.digest != expected:
                 problem = f"resolves to {described.digest}, pushed {expected}"
-            elif platforms != set(request.platforms):
-                problem = f"has platforms {sorted(platforms)}, pushed {list(request.platforms)}"
+            elif platforms != set(request.platform_names):
+                problem = (
+                    f"has platforms {sorted(platforms)}, pushed {list(request.platform_names)}"
+                )
             else:
                 return "", described
         if attempt < VERIFY_ATTEMPTS:  # registries may lag behind a write for a moment

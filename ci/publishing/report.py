@@ -16,7 +16,7 @@ NOT_ATTACHED = f"# SBOMs not attached: {_sbom.NOT_ATTACHED_REASON}"
 
 def dry_run_report(request: PublishRequest, targets: Sequence[Target]) -> list[str]:
     """What a real run would push, one line per address, and what it would refuse."""
-    platforms = ", ".join(request.platforms)
+    platforms = ", ".join(request.platform_names)
     lines = []
     for target in targets:
         for tag in target.tags:
@@ -130,16 +130,18 @@ def render(
             "digest": target.digest,
             "platforms": {
                 p: target.platform_digests[p]
-                for p in request.platforms
+                for p in request.platform_names
                 if p in target.platform_digests
             },
             "sbom": {
-                p: target.sboms[p].referrer.digest for p in request.platforms if p in target.sboms
+                p: target.sboms[p].referrer.digest
+                for p in request.platform_names
+                if p in target.sboms
             },
             "sboms_not_attached": sboms_not_attached,
             "signatures": {
                 what: target.signatures[what]
-                for what in ("index", *request.platforms)
+                for what in ("index", *request.platform_names)
                 if what in target.signatures
             },
         }

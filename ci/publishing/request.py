@@ -11,10 +11,10 @@ import dagger
 from ci.build.stages import DEFAULT_UI_PATH
 from ci.build.ui import normalize_ui_path
 from ci.errors import BrokkrError
-from ci.rules.components import Component, component_spec
+from ci.rules.components import Component
 from ci.rules.labels import validate_created, validate_source_url
-from ci.rules.platforms import parse_platforms
-from ci.rules.reference import parse_repository
+from ci.rules.namespace import Namespace
+from ci.rules.platforms import PlatformSpec
 from ci.rules.tags import compute_tags, validate_sha
 
 DEFAULT_REGISTRY = "ghcr.io/colliery-io"
@@ -43,8 +43,8 @@ class PublishRequest:
     sha: str
     pr: int | None
     components: tuple[Component, ...]
-    registry: str
-    platforms: tuple[str, ...]
+    registry: Namespace
+    platforms: tuple[PlatformSpec, ...]
     created: str
     source_url: str
     dry_run: bool = False
@@ -55,6 +55,11 @@ class PublishRequest:
     emulate: bool = False
     """Build the Rust stages under emulation instead of cross-compiling."""
 
+    @property
+    def platform_names(self) -> tuple[str, ...]:
+        """The platforms as the output names them (`linux/amd64`), in the order given."""
+        return tuple(p.platform for p in self.platforms)
+
     @classmethod
     def create(
         cls,
@@ -63,8 +68,8 @@ class PublishRequest:
         sha: str,
         pr: int | None,
         component: Component | None,
-        registry: str,
-        platforms: Sequence[str],
+        registry: Namespace,
+        platforms: Sequence[PlatformSpec],
         created: str,
         source_url: str,
         dry_run: bool = False,
@@ -73,7 +78,11 @@ class PublishRequest:
         ui_path: str = DEFAULT_UI_PATH,
         emulate: bool = False,
     ) -> PublishRequest:
-        """Check every input and normalise it; a `BrokkrError` names the first bad one."""
+        """Check every input and normalise it; a `BrokkrError` names the first bad one.
+
+        The namespace and the platforms come parsed (`parse_namespace`,
+        `parse_platforms`, in `ci.main`).
+        """
         if not sha:
             msg = "--sha is required: the commit being published (e.g. $GITHUB_SHA)"
             raise BrokkrError(msg)
@@ -82,8 +91,6 @@ class PublishRequest:
         if not platforms:
             msg = "--platforms is empty: give at least one of linux/amd64, linux/arm64"
             raise BrokkrError(msg)
-        names = [s.platform for s in parse_platforms(list(platforms))]
-        registry = validate_registry(registry)
         components = tuple(Component) if component is None else (component,)
         if dry_run and output is OutputFormat.JSON:
             msg = (
@@ -97,7 +104,7 @@ class PublishRequest:
             pr=pr,
             components=components,
             registry=registry,
-            platforms=tuple(names),
+            platforms=tuple(platforms),
             created=validate_created(created),
             source_url=validate_source_url(source_url),
             dry_run=dry_run,
@@ -106,26 +113,3 @@ class PublishRequest:
             ui_path=normalize_ui_path(ui_path),
             emulate=emulate,
         )
-
-
-def validate_registry(registry: str) -> str:
-    """Check a registry namespace such as `ghcr.io/colliery-io` (no tag, no digest)."""
-    registry = registry.strip().rstrip("/")
-    namespace = registry.split("/", 1)[1] if "/" in registry else ""  # after the host[:port]
-    if not registry or "@" in registry or ":" in namespace:
-        msg = (
-            f"--registry must be a registry and namespace such as ghcr.io/colliery-io "
-            f"(no tag or digest), got {registry!r}"
-        )
-        raise BrokkrError(msg)
-    try:
-        parse_repository(repository_address(registry, Component.BROKER))
-    except BrokkrError as e:
-        msg = f"--registry {registry!r} is not a usable registry namespace: {e}"
-        raise BrokkrError(msg) from None
-    return registry
-
-
-def repository_address(registry: str, component: Component) -> str:
-    """`{registry}/brokkr-{component}`."""
-    return f"{registry}/{component_spec(component).name}"

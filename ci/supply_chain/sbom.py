@@ -195,7 +195,7 @@ class PublishJob:
     spec: ComponentSpec
     repository: ImageReference
     version: str
-    platform: str
+    platform: PlatformSpec
     image: dagger.Container
 
 
@@ -218,13 +218,13 @@ async def read_pending(job: PublishJob, native: str) -> Pending:
     `publish` calls it for each variant as soon as that variant is built. A
     failure is a `BrokkrError` naming the image and platform.
     """
-    target = parse_platform(job.platform)
+    target = job.platform
     try:
         contents = await read_contents(job.image, job.spec, native)
         # The checks now (the digest is not known yet): a bad scan pushes nothing.
         build_document(job.spec, Subject(job.repository.name, target), contents)
     except BrokkrError as e:
-        raise BrokkrError(f"{job.spec.name} for {job.platform}: {e}") from None
+        raise BrokkrError(f"{job.spec.name} for {job.platform.platform}: {e}") from None
     return Pending(job, target, contents)
 
 

@@ -26,7 +26,7 @@ from ci.build import ui as _ui
 from ci.build.stages import binary_candidates, build_image, build_stage
 from ci.errors import BrokkrError
 from ci.rules.components import COMPONENTS, Component, Stage
-from ci.rules.platforms import parse_platform
+from ci.rules.platforms import parse_platform, parse_platforms
 from ci.rules.versions import KUBECTL_SHA256, KUBECTL_VERSION, RUNTIME_PACKAGES
 from tests.support.dockerfile import apt_packages
 from tests.support.standin import FIXTURE_WORKSPACE, Node, StandInEngine, directory_files
@@ -541,12 +541,11 @@ async def test_compose_variants_of_the_planner_composes_without_running(recipes:
         )
 
 
-async def test_build_multi_rejects_bad_platforms_first(engine: StandInEngine):
-    with pytest.raises(BrokkrError, match="windows/amd64"):
-        await _image.build_multi(
-            source(), component=Component.UI, platforms=["linux/amd64", "windows/amd64"]
-        )
-    assert engine_work(engine) == []
+async def test_build_multi_takes_parsed_platforms(recipes: StandInEngine):
+    image = await _image.build_multi(
+        source(), component=Component.UI, platforms=parse_platforms(["linux/arm64/v8"])
+    )
+    assert image.platforms == ["linux/arm64"]
 
 
 async def test_image_tarball_is_multi_platform_oci(recipes: StandInEngine):
@@ -574,7 +573,9 @@ async def test_image_publish_pushes_one_manifest_with_auth(recipes: StandInEngin
 
 
 async def test_image_publish_without_credentials_and_errors(recipes: StandInEngine):
-    image = await _image.build_multi(source(), component=Component.UI, platforms=["linux/amd64"])
+    image = await _image.build_multi(
+        source(), component=Component.UI, platforms=parse_platforms(["linux/amd64"])
+    )
     await image.publish("registry.test/brokkr-ui:1")
     assert recipes.pushes[0].auth() == []
     assert recipes.pushes[0].variants == []

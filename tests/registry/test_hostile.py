@@ -29,6 +29,8 @@ from ci.registry.client import MAX_REFERRERS, NO_REFERRERS_API, RegistryClient, 
 from ci.registry.http import MAX_HEADER_CHARS, MAX_MANIFEST_BYTES, Limits, clean, retry_delay
 from ci.registry.referrers import fallback_tag, find
 from ci.rules.components import Component, component_spec
+from ci.rules.namespace import parse_namespace
+from ci.rules.platforms import parse_platforms
 from ci.rules.reference import ImageReference, is_loopback_host, parse_reference, parse_repository
 from ci.supply_chain.signing import SigningKey
 from tests.support.hostile_server import (
@@ -382,8 +384,8 @@ async def test_one_deadline_covers_a_publish_plan():
             sha="0" * 40,
             pr=None,
             component=None,
-            registry=f"{server.registry}/org",
-            platforms=["linux/amd64"],
+            registry=parse_namespace(f"{server.registry}/org"),
+            platforms=parse_platforms(["linux/amd64"]),
             created="",
             source_url="https://github.com/colliery-io/brokkr",
         )
@@ -413,8 +415,8 @@ async def test_one_deadline_covers_signing_in_a_publish():
             sha="0" * 40,
             pr=None,
             component=Component.BROKER,
-            registry=f"{server.registry}/org",
-            platforms=["linux/amd64"],
+            registry=parse_namespace(f"{server.registry}/org"),
+            platforms=parse_platforms(["linux/amd64"]),
             created="",
             source_url="https://github.com/colliery-io/brokkr",
         )
