@@ -18,6 +18,7 @@ from ci.publishing.readback import verify
 from ci.publishing.report import after_push_failure, written_after_push
 from ci.publishing.request import PublishRequest
 from ci.registry.client import RegistryClient
+from ci.rules.namespace import Namespace
 from ci.rules.tags import Tag
 from ci.supply_chain import sbom as _sbom
 from ci.supply_chain import signing as _signing
@@ -73,7 +74,7 @@ async def deliver(
         try:
             await tag(first)
             await run_all([lambda t=t: tag(t) for t in rest])
-            read_back = await verify(request, target, refs, client)
+            read_back = await verify(request.platform_names, target, refs, client)
         except BrokkrError as e:
             push_errors.append(str(e))
             return
@@ -82,9 +83,21 @@ async def deliver(
             return
         if pending is not None:
             mine = [p for p in pending if p.job.spec.name == target.spec.name]
-            sbom_failures.extend(await attach_sboms(request, [target], client, mine))
+            sbom_failures.extend(
+                await attach_sboms(
+                    [target], client, mine, namespace=request.registry, created=request.created
+                )
+            )
         if signing_key is not None:
-            signing_failures.extend(await sign(request, [target], client, signing_key))
+            signing_failures.extend(
+                await sign(
+                    [target],
+                    client,
+                    signing_key,
+                    namespace=request.registry,
+                    created=request.created,
+                )
+            )
 
     await run_all([lambda t=t: chain(t) for t in targets])
 
@@ -113,10 +126,12 @@ async def deliver(
 
 
 async def attach_sboms(
-    request: PublishRequest,
     targets: Sequence[Target],
     client: RegistryClient,
     pending: Sequence[_sbom.Pending],
+    *,
+    namespace: Namespace,
+    created: str,
 ) -> list[str]:
     """Attach every pending SBOM to its pushed platform manifest, under one registry deadline.
 
@@ -129,11 +144,9 @@ async def attach_sboms(
     try:
         with client.operation(
             targets[0].repository.registry,
-            f"attaching the SBOMs of the images in {request.registry}",
+            f"attaching the SBOMs of the images in {namespace}",
         ):
-            report = await _sbom.attach_for_publish(
-                client, pending, digests, created=request.created
-            )
+            report = await _sbom.attach_for_publish(client, pending, digests, created=created)
     except BrokkrError as e:  # each attach reports its own failure; this is anything else
         report = _sbom.AttachReport([], [str(e)])
     by_name = {t.repository.name: t for t in targets}
@@ -143,10 +156,12 @@ async def attach_sboms(
 
 
 async def sign(
-    request: PublishRequest,
     targets: Sequence[Target],
     client: RegistryClient,
     key: _signing.SigningKey,
+    *,
+    namespace: Namespace,
+    created: str,
 ) -> list[str]:
     """Sign every pushed platform manifest, then the index, of every target (cosign format).
 
@@ -160,9 +175,7 @@ async def sign(
 
     async def one(target: Target) -> None:
         async def sign_one(what: str, digest: str) -> None:
-            await _signing.sign_manifest(
-                client, target.repository, digest, key, created=request.created
-            )
+            await _signing.sign_manifest(client, target.repository, digest, key, created=created)
             target.signatures[what] = _signing.signature_tag(digest)
 
         try:
@@ -175,7 +188,7 @@ async def sign(
 
     try:
         with client.operation(
-            targets[0].repository.registry, f"signing the pushed images in {request.registry}"
+            targets[0].repository.registry, f"signing the pushed images in {namespace}"
         ):
             await run_all([lambda t=t: one(t) for t in targets])
     except BrokkrError as e:

@@ -23,13 +23,12 @@ from ci.rules.platforms import PlatformSpec
 from ci.supply_chain import sbom as _sbom
 
 
-async def check_sources(request: PublishRequest, source: dagger.Directory) -> None:
-    """Check the source holds every requested component (reads only, nothing is built)."""
+async def check_sources(
+    source: dagger.Directory, components: Sequence[Component], ui_path: str
+) -> None:
+    """Check the source holds every component in `components` (reads only, nothing is built)."""
     await run_all(
-        [
-            lambda c=c: check_source(source, component_spec(c), request.ui_path)
-            for c in request.components
-        ]
+        [lambda c=c: check_source(source, component_spec(c), ui_path) for c in components]
     )
 
 

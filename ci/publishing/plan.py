@@ -84,7 +84,7 @@ async def plan(request: PublishRequest, client: RegistryClient) -> list[Target]:
 def refuse_overwrites(request: PublishRequest, targets: Sequence[Target]) -> None:
     """Stop before anything is built or pushed if an immutable tag already exists."""
     conflicts = [
-        f"{t.address(tag)} ({provenance(request, t.revisions.get(tag))})"
+        f"{t.address(tag)} ({provenance(request.sha, t.revisions.get(tag))})"
         for t in targets
         for tag in t.conflicts
     ]
@@ -98,11 +98,11 @@ def refuse_overwrites(request: PublishRequest, targets: Sequence[Target]) -> Non
         raise BrokkrError(msg)
 
 
-def provenance(request: PublishRequest, revision: str | None) -> str:
+def provenance(sha: str, revision: str | None) -> str:
     """Where an existing immutable tag came from, for the refusal and the dry run."""
     if revision is None:
         return "published from an unknown commit"
-    if revision == request.sha:
+    if revision == sha:
         return f"already published from this commit {revision[:7]}"
     return f"published from commit {revision[:7]}"
 

@@ -49,9 +49,10 @@ from ci.errors import BrokkrError
 from ci.publishing.deliver import deliver
 from ci.publishing.images import build, check_sources, compose
 from ci.publishing.plan import plan, refuse_overwrites
-from ci.publishing.report import dry_run_report, render
+from ci.publishing.report import dry_run_report, dry_run_signing, render
 from ci.publishing.request import PublishRequest
 from ci.registry.client import Credentials
+from ci.rules.namespace import Namespace
 from ci.rules.reference import is_loopback_host
 from ci.supply_chain import signing as _signing
 
@@ -67,7 +68,7 @@ SIGNING_LOGIN_HINT = (
 )
 
 
-def can_write(request: PublishRequest, credentials: Credentials | None) -> bool:
+def can_write(namespace: Namespace, credentials: Credentials | None) -> bool:
     """Whether the module's own registry client may write SBOMs and signatures to the registry.
 
     It logs in only with --username/--password; without them it writes
@@ -76,7 +77,7 @@ def can_write(request: PublishRequest, credentials: Credentials | None) -> bool:
     """
     if credentials is not None:
         return True
-    return is_loopback_host(request.registry.host)
+    return is_loopback_host(namespace.host)
 
 
 def check_signing_login(
@@ -84,7 +85,7 @@ def check_signing_login(
 ) -> None:
     """Signing writes through the module's registry client: it needs a login (but on
     loopback). A dry run writes nothing, so it needs none; it says so instead."""
-    if key is not None and not request.dry_run and not can_write(request, credentials):
+    if key is not None and not request.dry_run and not can_write(request.registry, credentials):
         raise BrokkrError(SIGNING_LOGIN_HINT)
 
 
@@ -101,25 +102,22 @@ async def publish(
     """
     credentials = access.credentials
     check_signing_login(request, credentials, signing_key)
-    await check_sources(request, source)
+    await check_sources(source, request.components, request.ui_path)
     async with access.client(anonymous_hint=READ_LOGIN_HINT) as client:
         targets = await plan(request, client)
         if request.dry_run:
             lines = dry_run_report(request, targets)
             if signing_key is not None:
-                needs = "" if can_write(request, credentials) else "; needs --username/--password"
-                lines += [
-                    f"{t.repository.name}: would sign the index and every platform manifest "
-                    f"(cosign format, sha256-<hex>.sig tags{needs})"
-                    for t in targets
-                ]
+                lines += dry_run_signing(
+                    targets, login_needed=not can_write(request.registry, credentials)
+                )
             return "\n".join(lines)
         refuse_overwrites(request, targets)
         images = await compose(request, source)
         # SBOMs are read from each variant once it is built, and before the first push
         # (a failure pushes nothing); each component's are attached after its read-back
         # where the module's client may write; elsewhere publish says they were not.
-        sboms = can_write(request, credentials)
+        sboms = can_write(request.registry, credentials)
         variants, pending = await build(request, targets, images, read_sboms=sboms)
         refs = await deliver(
             request,
@@ -130,4 +128,4 @@ async def publish(
             pending=pending,
             signing_key=signing_key,
         )
-        return render(request, targets, refs, sboms_attachable=sboms)
+        return render(request.output, request.platform_names, targets, refs, sboms_attachable=sboms)

@@ -3,12 +3,13 @@ requested platform (registries may lag behind a write: a few attempts, spaced)."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import anyio
 
 from ci.concurrency import run_all
 from ci.errors import BrokkrError
 from ci.publishing.plan import Target
-from ci.publishing.request import PublishRequest
 from ci.registry.client import ImageDescription, RegistryClient
 from ci.rules.platforms import parse_platform
 from ci.rules.reference import ImageReference
@@ -21,7 +22,7 @@ READ_BACK_DELAY = 0.5
 
 
 async def verify(
-    request: PublishRequest, target: Target, refs: dict[str, str], client: RegistryClient
+    platforms: Sequence[str], target: Target, refs: dict[str, str], client: RegistryClient
 ) -> list[str]:
     """Read every tag of `target` back: all must name the pushed index with every platform."""
     digests = {refs[target.address(t.name)].rsplit("@", 1)[1] for t in target.tags}
@@ -32,10 +33,10 @@ async def verify(
 
     async def one(tag: Tag) -> None:
         ref = target.repository.with_tag(tag.name)
-        problem, described = await _read_back(request, client, ref, expected)
-        if problem:
-            problems.append(f"{target.address(tag.name)}: {problem}")
-        elif described is not None and not target.digest:
+        described = await _read_back(platforms, client, ref, expected)
+        if isinstance(described, str):
+            problems.append(f"{target.address(tag.name)}: {described}")
+        elif not target.digest:
             target.digest = described.digest
             target.platform_digests = {
                 _platform_name(p.platform): p.digest for p in described.platforms
@@ -48,9 +49,9 @@ async def verify(
 
 
 async def _read_back(
-    request: PublishRequest, client: RegistryClient, ref: ImageReference, expected: str
-) -> tuple[str, ImageDescription | None]:
-    """('', what the registry serves) when `ref` is the pushed image, else (problem, None)."""
+    platforms: Sequence[str], client: RegistryClient, ref: ImageReference, expected: str
+) -> ImageDescription | str:
+    """What the registry serves when `ref` is the pushed image, else the problem (text)."""
     problem = ""
     for attempt in range(1, VERIFY_ATTEMPTS + 1):
         try:
@@ -58,18 +59,16 @@ async def _read_back(
         except BrokkrError as e:
             problem = str(e)
         else:
-            platforms = {_platform_name(p.platform) for p in described.platforms}
+            served = {_platform_name(p.platform) for p in described.platforms}
             if described.digest != expected:
                 problem = f"resolves to {described.digest}, pushed {expected}"
-            elif platforms != set(request.platform_names):
-                problem = (
-                    f"has platforms {sorted(platforms)}, pushed {list(request.platform_names)}"
-                )
+            elif served != set(platforms):
+                problem = f"has platforms {sorted(served)}, pushed {list(platforms)}"
             else:
-                return "", described
+                return described
         if attempt < VERIFY_ATTEMPTS:  # registries may lag behind a write for a moment
             await anyio.sleep(READ_BACK_DELAY * attempt)
-    return problem, None
+    return problem
 
 
 def _platform_name(platform: str) -> str:

@@ -23,12 +23,22 @@ def dry_run_report(request: PublishRequest, targets: Sequence[Target]) -> list[s
             address = target.address(tag.name)
             if tag.immutable and tag.name in target.existing:
                 verdict = "would overwrite (--force)" if request.force else "exists, would refuse"
-                origin = provenance(request, target.revisions.get(tag.name))
+                origin = provenance(request.sha, target.revisions.get(tag.name))
                 lines.append(f"{address} ({platforms}) immutable tag {verdict}; {origin}")
             else:
                 kind = "immutable" if tag.immutable else "moving"
                 lines.append(f"{address} ({platforms}) would push, {kind}")
     return lines
+
+
+def dry_run_signing(targets: Sequence[Target], *, login_needed: bool) -> list[str]:
+    """What a real run with --signing-key would sign, one line per repository."""
+    needs = "; needs --username/--password" if login_needed else ""
+    return [
+        f"{t.repository.name}: would sign the index and every platform manifest "
+        f"(cosign format, sha256-<hex>.sig tags{needs})"
+        for t in targets
+    ]
 
 
 def written_after_push(
@@ -106,7 +116,8 @@ def notes(targets: Sequence[Target], *, sboms_attachable: bool) -> list[str]:
 
 
 def render(
-    request: PublishRequest,
+    output: OutputFormat,
+    platforms: Sequence[str],
     targets: Sequence[Target],
     refs: Sequence[str],
     *,
@@ -118,7 +129,7 @@ def render(
     In JSON the notes' content is in each object instead (`sbom`,
     `sboms_not_attached`, `signatures`; see `OutputFormat.JSON`).
     """
-    if request.output is OutputFormat.TEXT:
+    if output is OutputFormat.TEXT:
         return "\n".join([*refs, *notes(targets, sboms_attachable=sboms_attachable)])
     sboms_not_attached = None if sboms_attachable else _sbom.NOT_ATTACHED_REASON
     entries = [
@@ -129,19 +140,13 @@ def render(
             "address": target.address(tag.name),
             "digest": target.digest,
             "platforms": {
-                p: target.platform_digests[p]
-                for p in request.platform_names
-                if p in target.platform_digests
+                p: target.platform_digests[p] for p in platforms if p in target.platform_digests
             },
-            "sbom": {
-                p: target.sboms[p].referrer.digest
-                for p in request.platform_names
-                if p in target.sboms
-            },
+            "sbom": {p: target.sboms[p].referrer.digest for p in platforms if p in target.sboms},
             "sboms_not_attached": sboms_not_attached,
             "signatures": {
                 what: target.signatures[what]
-                for what in ("index", *request.platform_names)
+                for what in ("index", *platforms)
                 if what in target.signatures
             },
         }

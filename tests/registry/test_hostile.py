@@ -429,7 +429,9 @@ async def test_one_deadline_covers_signing_in_a_publish():
             platform_digests={"linux/amd64": sha256(MANIFEST)},
         )
         key = SigningKey(ec.generate_private_key(ec.SECP256R1()))
-        (problem,) = await within(sign(request, [target], c, key), 20.0)
+        (problem,) = await within(
+            sign([target], c, key, namespace=request.registry, created=request.created), 20.0
+        )
     assert re.match(
         rf"^{server.registry}/org/brokkr-broker@{sha256(b'index')}: registry {server.registry} "
         rf"took too long: signing the pushed images in {server.registry}/org did not finish "

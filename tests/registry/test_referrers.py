@@ -450,9 +450,9 @@ async def test_failed_attaches_and_failed_signatures_are_reported_together(
     # The platform digests, learnt as the attaches start (signing comes after them).
     real_attach_sboms = _deliver.attach_sboms
 
-    async def attach_sboms(request: Any, targets: Any, *a: Any, **k: Any):
+    async def attach_sboms(targets: Any, *a: Any, **k: Any):
         digests.update(targets[0].platform_digests)
-        return await real_attach_sboms(request, targets, *a, **k)
+        return await real_attach_sboms(targets, *a, **k)
 
     monkeypatch.setattr(_deliver, "attach_sboms", attach_sboms)
     private, _ = pem_pair()
