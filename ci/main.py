@@ -36,7 +36,7 @@ from ci.rules import tags as _tags
 from ci.rules.components import Component, Stage
 from ci.rules.labels import DEFAULT_SOURCE_URL
 from ci.rules.namespace import parse_namespace
-from ci.rules.platforms import parse_platforms
+from ci.rules.platforms import parse_platform, parse_platforms
 from ci.rules.reference import parse_reference, parse_repository
 from ci.supply_chain import sbom as _sbom
 from ci.supply_chain import signing as _signing
@@ -171,7 +171,11 @@ class Brokkr:
         `dagger call build --component agent --platform linux/arm64 terminal`.
         """
         return await _build.build_image(
-            self.source, component=component, platform=platform, emulate=emulate, ui_path=ui_path
+            self.source,
+            component=component,
+            platform=parse_platform(platform) if platform else None,
+            emulate=emulate,
+            ui_path=ui_path,
         )
 
     @function
@@ -195,7 +199,7 @@ class Brokkr:
             self.source,
             component=component,
             stage=stage,
-            platform=platform,
+            platform=parse_platform(platform) if platform else None,
             emulate=emulate,
             ui_path=ui_path,
         )
@@ -251,7 +255,7 @@ class Brokkr:
         return await _sbom.image_sbom(
             self.source,
             component=component,
-            platform=platform,
+            platform=parse_platform(platform) if platform else None,
             emulate=emulate,
             ui_path=ui_path,
         )

@@ -19,6 +19,7 @@ from ci.build import stages as _build
 from ci.build import ui as _ui
 from ci.errors import BrokkrError
 from ci.rules.components import COMPONENTS, Component, Stage
+from ci.rules.platforms import parse_platform
 from tests.build.test_stages import RECIPE_PATH, recipe_of
 from tests.publishing.test_publish import SHA, really_push
 from tests.support.registry_server import RegistryServer
@@ -77,7 +78,7 @@ def test_start_checks_are_what_brokkr_needs_to_start():
 async def test_build_returns_only_an_image_whose_check_ran(
     recipes: StandInEngine, component: Component, platform: str
 ):
-    ctr = await _build.build_image(source(), component=component, platform=platform)
+    ctr = await _build.build_image(source(), component=component, platform=parse_platform(platform))
     returned = recipes.node(await ctr.id())
     (check,) = checks_run(recipes)
     # The check ran on the returned container itself, on its own platform (the
@@ -154,7 +155,9 @@ async def test_a_failing_build_is_not_called_a_failing_start(recipes: StandInEng
         exec_error=lambda _node: (101, "", "error[E0425]: cannot find value `x`"),
     )
     with pytest.raises(BrokkrError) as info:
-        await _build.build_image(source(), component=Component.BROKER, platform="linux/amd64")
+        await _build.build_image(
+            source(), component=Component.BROKER, platform=parse_platform("linux/amd64")
+        )
     message = str(info.value)
     assert message.startswith("brokkr-broker for linux/amd64 did not build: ")
     assert "cargo build" in message
@@ -168,7 +171,9 @@ async def test_check_output_in_the_error_is_bounded(recipes: StandInEngine):
         exec_error=lambda _node: (1, "x" * 1_000_000, "the last words"),
     )
     with pytest.raises(BrokkrError) as info:
-        await _build.build_image(source(), component=Component.BROKER, platform="linux/amd64")
+        await _build.build_image(
+            source(), component=Component.BROKER, platform=parse_platform("linux/amd64")
+        )
     assert len(str(info.value)) < _build.CHECK_OUTPUT_LIMIT + 400
     assert str(info.value).count("the last words") == 1
 

@@ -18,13 +18,13 @@ import shlex
 import tomllib
 from collections.abc import Sequence
 
-import anyio
 import dagger
 from dagger import dag
 
 from ci.build import rust as _rust
 from ci.build import ui as _ui
 from ci.build.ui import has_lockfile, normalize_ui_path, ui_folder, ui_image
+from ci.concurrency import run_all
 from ci.errors import BrokkrError, first_line
 from ci.rules.components import Component, ComponentSpec, Stage, component_spec
 from ci.rules.platforms import BuildPlan, PlatformSpec, parse_platform, plan_build
@@ -85,9 +85,7 @@ async def check_rust_source(source: dagger.Directory, spec: ComponentSpec) -> No
     async def probe(path: str) -> None:
         found[path] = await source.exists(path, expected_type=dagger.ExistsType.REGULAR_TYPE)
 
-    async with anyio.create_task_group() as tg:
-        for path in (WORKSPACE_MANIFEST, spec.manifest):
-            tg.start_soon(probe, path)
+    await run_all([lambda p=p: probe(p) for p in (WORKSPACE_MANIFEST, spec.manifest)])
     missing = [path for path in (WORKSPACE_MANIFEST, spec.manifest) if not found[path]]
     if missing:
         msg = (
@@ -128,9 +126,7 @@ async def recipes(plans: Sequence[BuildPlan], source: dagger.Directory) -> dict[
     async def run(platform: str, plan: BuildPlan) -> None:
         out[platform] = await _rust.recipe(_rust.planner(plan, source))
 
-    async with anyio.create_task_group() as tg:
-        for platform, plan in by_platform.items():
-            tg.start_soon(run, platform, plan)
+    await run_all([lambda p=p, b=b: run(p, b) for p, b in by_platform.items()])
     return out
 
 
@@ -218,7 +214,7 @@ async def build_stage(
     *,
     component: Component,
     stage: Stage,
-    platform: str | None,
+    platform: PlatformSpec | None,
     emulate: bool = False,
     ui_path: str = DEFAULT_UI_PATH,
 ) -> dagger.Container:
@@ -227,7 +223,7 @@ async def build_stage(
     Rust components run the planner to read the recipe before composing the
     cacher, builder or runtime stages.
     """
-    targets = [parse_platform(platform)] if platform is not None else None
+    targets = [platform] if platform is not None else None
     (ctr,) = await compose_variants(
         source, component_spec(component), targets, stage=stage, emulate=emulate, ui_path=ui_path
     )
@@ -271,9 +267,7 @@ async def check_starts(
         except dagger.QueryError as e:
             failures.append(f"{spec.name} for {platform} did not build: {first_line(e)}")
 
-    async with anyio.create_task_group() as tg:
-        for image, platform in zip(images, platforms, strict=True):
-            tg.start_soon(one, image, platform)
+    await run_all([lambda i=i, p=p: one(i, p) for i, p in zip(images, platforms, strict=True)])
     if failures:
         raise BrokkrError("; ".join(sorted(failures)) + "; nothing was pushed or returned")
 
@@ -287,7 +281,7 @@ async def build_image(
     source: dagger.Directory,
     *,
     component: Component,
-    platform: str | None,
+    platform: PlatformSpec | None,
     emulate: bool = False,
     ui_path: str = DEFAULT_UI_PATH,
 ) -> dagger.Container:

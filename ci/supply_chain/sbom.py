@@ -157,7 +157,7 @@ async def image_sbom(
     source: dagger.Directory,
     *,
     component: Component,
-    platform: str | None,
+    platform: PlatformSpec | None,
     emulate: bool = False,
     ui_path: str = DEFAULT_UI_PATH,
 ) -> dagger.File:
@@ -168,9 +168,9 @@ async def image_sbom(
     """
     spec = component_spec(component)
     native = await native_platform()
-    target = parse_platform(platform or native)
+    target = platform or parse_platform(native)  # the engine's own, as it names it
     image = await build_image(
-        source, component=component, platform=target.platform, emulate=emulate, ui_path=ui_path
+        source, component=component, platform=target, emulate=emulate, ui_path=ui_path
     )
     text = await sbom_text(image, spec, Subject(spec.name, target), native)
     return sbom_file(spec, target, text)

@@ -21,6 +21,7 @@ from ci.build import rust as _rust
 from ci.build import ui as _ui
 from ci.build.stages import build_image, build_stage
 from ci.rules.components import COMPONENTS, Component, Stage
+from ci.rules.platforms import parse_platform
 from tests.build.test_stages import (
     RECIPE_PATH,
     brokkr_shaped,
@@ -60,7 +61,7 @@ def recipes(engine: StandInEngine) -> StandInEngine:
 
 async def runtime_graph(engine: StandInEngine, component: Component, platform: str) -> Node:
     source = dag.host().directory(str(FIXTURE_WORKSPACE))
-    ctr = await build_image(source, component=component, platform=platform)
+    ctr = await build_image(source, component=component, platform=parse_platform(platform))
     return engine.node(await ctr.id())
 
 

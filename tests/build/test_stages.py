@@ -18,6 +18,7 @@ from pathlib import Path
 import dagger
 import pytest
 from dagger import dag
+from dagger.mod._exceptions import FunctionError
 
 from ci.build import image as _image
 from ci.build import rust as _rust
@@ -29,7 +30,13 @@ from ci.rules.components import COMPONENTS, Component, Stage
 from ci.rules.platforms import parse_platform, parse_platforms
 from ci.rules.versions import KUBECTL_SHA256, KUBECTL_VERSION, RUNTIME_PACKAGES
 from tests.support.dockerfile import apt_packages
-from tests.support.standin import FIXTURE_WORKSPACE, Node, StandInEngine, directory_files
+from tests.support.standin import (
+    FIXTURE_WORKSPACE,
+    ModuleCaller,
+    Node,
+    StandInEngine,
+    directory_files,
+)
 
 RECIPE_PATH = "/app/recipe.json"
 BROKER = COMPONENTS[Component.BROKER]
@@ -162,7 +169,10 @@ async def test_broker_native_runtime_image(recipes: StandInEngine):
 
 async def test_broker_native_builder_has_no_cross_toolchain(recipes: StandInEngine):
     ctr = await build_stage(
-        source(), component=Component.BROKER, stage=Stage.BUILDER, platform="linux/amd64"
+        source(),
+        component=Component.BROKER,
+        stage=Stage.BUILDER,
+        platform=parse_platform("linux/amd64"),
     )
     builder = await node_of(recipes, ctr)
     assert builder.platform("?") == "linux/amd64"
@@ -273,7 +283,9 @@ async def test_a_source_only_edit_reuses_the_cook(recipes: StandInEngine, tmp_pa
 
 async def test_no_target_cache_volume_anywhere(recipes: StandInEngine):
     for component in (Component.BROKER, Component.AGENT):
-        ctr = await build_image(source(), component=component, platform="linux/arm64")
+        ctr = await build_image(
+            source(), component=component, platform=parse_platform("linux/arm64")
+        )
         graph = (await node_of(recipes, ctr)).graph()
         paths = [n.args["path"] for n in graph if n.field == "withMountedCache"]
         assert paths
@@ -284,7 +296,9 @@ async def test_no_target_cache_volume_anywhere(recipes: StandInEngine):
 
 
 async def test_arm64_broker_is_cross_compiled_on_the_native_platform(recipes: StandInEngine):
-    ctr = await build_image(source(), component=Component.BROKER, platform="linux/arm64")
+    ctr = await build_image(
+        source(), component=Component.BROKER, platform=parse_platform("linux/arm64")
+    )
     runtime = await node_of(recipes, ctr)
     assert runtime.platform("?") == "linux/arm64"
     assert runtime.base_image() == "debian:bookworm-slim"
@@ -313,7 +327,9 @@ async def test_arm64_broker_is_cross_compiled_on_the_native_platform(recipes: St
 
 async def test_amd64_from_an_arm64_engine(recipes: StandInEngine):
     recipes.default_platform = "linux/arm64"
-    ctr = await build_image(source(), component=Component.AGENT, platform="linux/amd64")
+    ctr = await build_image(
+        source(), component=Component.AGENT, platform=parse_platform("linux/amd64")
+    )
     runtime = await node_of(recipes, ctr)
     assert runtime.platform("?") == "linux/amd64"
     builder = producer(file_source(runtime, "/usr/local/bin/brokkr-agent"))
@@ -324,7 +340,7 @@ async def test_amd64_from_an_arm64_engine(recipes: StandInEngine):
 
 async def test_emulation_runs_the_whole_chain_on_the_target(recipes: StandInEngine):
     ctr = await build_image(
-        source(), component=Component.BROKER, platform="linux/arm64", emulate=True
+        source(), component=Component.BROKER, platform=parse_platform("linux/arm64"), emulate=True
     )
     runtime = await node_of(recipes, ctr)
     builder = producer(file_source(runtime, "/usr/local/bin/brokkr-broker"))
@@ -349,7 +365,7 @@ async def test_emulation_runs_the_whole_chain_on_the_target(recipes: StandInEngi
 @pytest.mark.parametrize("platform", ["linux/amd64", "linux/arm64"])
 async def test_agent_runtime(recipes: StandInEngine, platform: str):
     arch = platform.split("/")[1]
-    ctr = await build_image(source(), component=Component.AGENT, platform=platform)
+    ctr = await build_image(source(), component=Component.AGENT, platform=parse_platform(platform))
     runtime = await node_of(recipes, ctr)
     assert runtime.platform("?") == platform
     execs = runtime.execs()
@@ -379,7 +395,9 @@ async def test_agent_runtime(recipes: StandInEngine, platform: str):
 
 
 async def test_ui_image_with_lockfile(engine: StandInEngine):
-    ctr = await build_image(source(), component=Component.UI, platform="linux/arm64")
+    ctr = await build_image(
+        source(), component=Component.UI, platform=parse_platform("linux/arm64")
+    )
     ui = await node_of(engine, ctr)
     assert ui.platform("?") == "linux/arm64"
     assert ui.base_image() == "node:18-alpine"
@@ -436,9 +454,13 @@ async def test_ui_path_must_stay_inside_the_source(engine: StandInEngine, ui_pat
 # -- errors before anything is built ----------------------------------------------
 
 
-async def test_bad_platform_is_rejected_before_any_call(engine: StandInEngine):
-    with pytest.raises(BrokkrError, match=r"linux/arm/v7.*linux/amd64, linux/arm64"):
-        await build_image(source(), component=Component.BROKER, platform="linux/arm/v7")
+@pytest.mark.parametrize("function", ["build", "stage", "sbom"])
+async def test_bad_platform_is_rejected_before_any_call(
+    brokkr: ModuleCaller, engine: StandInEngine, function: str
+):
+    args = {"stage": "CACHER"} if function == "stage" else {}
+    with pytest.raises(FunctionError, match=r"linux/arm/v7.*linux/amd64, linux/arm64"):
+        await brokkr.call(function, component="BROKER", platform="linux/arm/v7", **args)
     assert engine_work(engine) == []
 
 
