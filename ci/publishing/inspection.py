@@ -14,7 +14,7 @@ from ci.access import RegistryAccess
 from ci.concurrency import run_all
 from ci.registry import referrers as _referrers
 from ci.registry.client import ImageDescription, RegistryClient
-from ci.registry.http import markdown_cell
+from ci.registry.text import markdown_cell
 from ci.rules.reference import ImageReference
 from ci.supply_chain import signing as _signing
 from ci.supply_chain.cyclonedx import MEDIA_TYPE as SBOM_MEDIA_TYPE

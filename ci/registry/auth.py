@@ -28,7 +28,10 @@ from dataclasses import dataclass, field
 import httpx
 
 from ci.errors import BrokkrError
-from ci.registry.http import BodyLimit, HttpSession, Reply, clean, header_values, status_text
+from ci.registry.limits import BodyLimit
+from ci.registry.replies import Reply, status_text
+from ci.registry.text import clean, header_values
+from ci.registry.transport import HttpSession
 from ci.rules.reference import ImageReference, is_loopback_host
 
 __all__ = ["Authenticator", "Credentials", "parse_challenges"]

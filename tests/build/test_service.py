@@ -23,7 +23,7 @@ from dagger.mod._exceptions import FunctionError
 from ci.errors import BrokkrError
 from ci.registry.auth import Credentials
 from ci.registry.client import RegistryClient
-from ci.registry.http import ConnectTo
+from ci.registry.transport import ConnectTo
 from ci.rules.reference import parse_reference, parse_repository
 from tests.support.publishing import RECIPE, pem_pair
 from tests.support.registry_server import RegistryServer, build_image, free_port, push_image

@@ -26,8 +26,10 @@ from ci.publishing.plan import Target, plan
 from ci.publishing.request import PublishRequest
 from ci.registry.auth import Credentials, parse_challenges
 from ci.registry.client import MAX_REFERRERS, NO_REFERRERS_API, RegistryClient, next_link
-from ci.registry.http import MAX_HEADER_CHARS, MAX_MANIFEST_BYTES, Limits, clean, retry_delay
+from ci.registry.limits import MAX_HEADER_CHARS, MAX_MANIFEST_BYTES, Limits
 from ci.registry.referrers import fallback_tag, find
+from ci.registry.retry import retry_delay
+from ci.registry.text import clean
 from ci.rules.components import Component, component_spec
 from ci.rules.namespace import parse_namespace
 from ci.rules.platforms import parse_platforms
