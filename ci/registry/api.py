@@ -10,7 +10,6 @@ themselves are in ``manifests``, ``blobs``, ``listing`` and ``describe``;
 from __future__ import annotations
 
 import contextlib
-import zlib
 from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Self
@@ -25,19 +24,6 @@ from ci.registry.replies import Reply, status_text
 from ci.registry.text import cap_message
 from ci.registry.transport import HttpSession
 from ci.rules.reference import ImageReference, is_loopback_host
-
-_UNREADABLE = (
-    ValueError,
-    TypeError,
-    KeyError,
-    AttributeError,
-    IndexError,
-    RecursionError,
-    OverflowError,
-    UnicodeError,
-    zlib.error,
-    httpx.HTTPError,
-)
 
 
 class RegistryApi:
@@ -93,7 +79,11 @@ class RegistryApi:
 
     @contextlib.contextmanager
     def operation(self, registry: str, doing: str, seconds: float | None = None) -> Iterator[None]:
-        """One operation: everything inside shares one deadline and raises only BrokkrError.
+        """One operation: everything inside shares one deadline; registry faults are BrokkrErrors.
+
+        Registry bytes are checked where they are parsed (each check raises a
+        ``BrokkrError`` naming what was wrong); any other exception is a bug in
+        this code and propagates as it is, never disguised as a registry fault.
 
         ``seconds`` defaults to ``limits.deadline``. Use it to put several calls
         (a publish's reads) under one deadline; each public method opens its
@@ -108,11 +98,6 @@ class RegistryApi:
                 if message == str(error):
                     raise
                 raise BrokkrError(message) from None
-            except _UNREADABLE as error:
-                raise BrokkrError(
-                    f"registry {registry} sent an answer that cannot be read while {doing} "
-                    f"({type(error).__name__})"
-                ) from None
 
     @staticmethod
     def _expect_ok(reply: Reply, ref: ImageReference, doing: str) -> None:

@@ -825,3 +825,20 @@ def test_clean_drops_controls_and_caps_length():
     assert clean("::set-output name=x::y") == ": :set-output name=x: :y"
     assert clean("x" * 1000, 10) == "x" * 9 + "…"
     assert clean(":::") == ": : :"
+
+
+async def test_a_bug_in_our_code_is_not_reported_as_a_registry_fault(monkeypatch):
+    """Only registry bytes become "the registry sent …" errors; our KeyError stays a KeyError."""
+
+    def broken(*args: object) -> str:
+        raise KeyError("a bug in brokkr-ci")
+
+    monkeypatch.setattr("ci.registry.describe.platform_string", broken)
+
+    async def handler(request: Request, writer: asyncio.StreamWriter) -> None:
+        if not await serve_image(request, writer):
+            await respond(writer, 404)
+
+    async with HostileServer(handler) as server, client() as c:
+        with pytest.raises(KeyError, match="a bug in brokkr-ci"):
+            await within(c.inspect(server.ref()))
