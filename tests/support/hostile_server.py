@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from ci.rules.reference import ImageReference
+from tests.support.loopback import Loopback
 
 MAX_REQUEST_HEAD = 64 * 1024
 
@@ -49,7 +49,7 @@ Handler = Callable[[Request, asyncio.StreamWriter], Awaitable[None]]
 
 
 @dataclass
-class HostileServer:
+class HostileServer(Loopback):
     """A loopback HTTP/1.1 server whose every answer comes from ``handler``."""
 
     handler: Handler
@@ -78,21 +78,10 @@ class HostileServer:
         await asyncio.gather(*self._connections, return_exceptions=True)
         await self._server.wait_closed()
 
-    @property
+    @property  # type: ignore[override]
     def port(self) -> int:
         assert self._port is not None, "use HostileServer with 'async with'"
         return self._port
-
-    @property
-    def registry(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.registry}"
-
-    def ref(self, repository: str = "hostile/image", tag: str = "1") -> ImageReference:
-        return ImageReference(self.registry, repository, tag)
 
     def hits(self, match: str) -> int:
         return sum(1 for r in self.requests if match in r.target)

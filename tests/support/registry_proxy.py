@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
+from tests.support.loopback import Loopback
 from tests.support.registry_server import RegistryServer
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
@@ -51,10 +52,11 @@ class _Failure:
 
 
 @dataclass
-class RegistryProxy:
+class RegistryProxy(Loopback):
     """A proxy registry on 127.0.0.1 (``address``/``base_url`` like a RegistryServer)."""
 
     upstream: RegistryServer
+    host: str = "127.0.0.1"
     bearer: bool = False
     username: str | None = None
     password: str | None = field(default=None, repr=False)
@@ -111,26 +113,10 @@ class RegistryProxy:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
-    @property
+    @property  # type: ignore[override]
     def port(self) -> int:
         assert self._server is not None, "use RegistryProxy as a context manager"
         return int(self._server.server_address[1])
-
-    @property
-    def registry(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.registry}"
-
-    def address(self, repository: str, tag: str | None = None, digest: str | None = None) -> str:
-        text = f"{self.registry}/{repository}"
-        if tag is not None:
-            text += f":{tag}"
-        if digest is not None:
-            text += f"@{digest}"
-        return text
 
     # Test controls ------------------------------------------------------------------
 

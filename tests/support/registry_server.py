@@ -31,6 +31,8 @@ from urllib.parse import urljoin
 
 import httpx
 
+from tests.support.loopback import Loopback
+
 try:  # the fixtures need pytest; the helpers work without it
     import pytest
 except ImportError:  # pragma: no cover
@@ -55,7 +57,7 @@ _MEDIA_TYPES = {
 
 
 @dataclass(frozen=True)
-class RegistryServer:
+class RegistryServer(Loopback):
     """A running registry: where it listens and, for the auth one, who may log in."""
 
     host: str
@@ -64,28 +66,10 @@ class RegistryServer:
     password: str | None = field(default=None, repr=False)
 
     @property
-    def registry(self) -> str:
-        """The registry part of an image address, e.g. ``127.0.0.1:5000``."""
-        return f"{self.host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.registry}"
-
-    @property
     def auth(self) -> tuple[str, str] | None:
         if self.username is None or self.password is None:
             return None
         return (self.username, self.password)
-
-    def address(self, repository: str, tag: str | None = None, digest: str | None = None) -> str:
-        """An image address in this registry, as a user would type it."""
-        text = f"{self.registry}/{repository}"
-        if tag is not None:
-            text += f":{tag}"
-        if digest is not None:
-            text += f"@{digest}"
-        return text
 
 
 def free_port() -> int:
