@@ -21,8 +21,8 @@ from ci.registry.auth import Authenticator, Credentials
 from ci.registry.deadline import deadline
 from ci.registry.limits import BodyLimit, Limits
 from ci.registry.replies import Reply, status_text
-from ci.registry.text import cap_message
-from ci.registry.transport import HttpSession
+from ci.registry.text import cap_message, clean
+from ci.registry.transport import HttpSession, same_origin
 from ci.rules.reference import ImageReference, is_loopback_host
 
 
@@ -117,16 +117,24 @@ class RegistryApi:
         headers: Mapping[str, str] | None = None,
         content: bytes | None = None,
         push: bool = False,
+        cross_origin_redirects: bool = True,
+        retry: bool = True,
     ) -> Reply:
         """Send with auth and retries; returns any answer but 401/403 and transient ones.
 
         ``push`` asks for a token that may write (``pull,push``) instead of read.
+        Credentials go only to the registry's own origin: a request for another
+        origin carries none, and a 401 from another origin (a redirect's target,
+        such as a CDN) is not answered with them. ``cross_origin_redirects`` and
+        ``retry``: see ``HttpSession.send``.
         """
         scope = f"repository:{ref.repository}:{'pull,push' if push else 'pull'}"
+        registry_origin = httpx.URL(ref.base_url)
+        ours = same_origin(httpx.URL(url), registry_origin)
         challenges_answered = 0
         while True:
             request_headers = dict(headers or {})
-            authorization = self._auth.authorization(ref.registry, scope)
+            authorization = self._auth.authorization(ref.registry, scope) if ours else None
             if authorization is not None:
                 request_headers["Authorization"] = authorization
             reply = await self._session.send(
@@ -138,7 +146,15 @@ class RegistryApi:
                 subject=str(ref),
                 content=content,
                 what=what,
+                cross_origin_redirects=cross_origin_redirects,
+                retry=retry,
             )
+            if reply.status == 401 and not same_origin(reply.url, registry_origin):
+                raise BrokkrError(
+                    f"{ref.registry} sent {what} of {ref} on to {clean(reply.url.host, 100)}, "
+                    f"which asks for a login ({status_text(reply)}); credentials go only to "
+                    f"{ref.registry} and the token service it names, so none were sent"
+                )
             if reply.status == 401:
                 challenges_answered += 1
                 if challenges_answered <= 2 and await self._auth.answer(

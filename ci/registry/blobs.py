@@ -7,7 +7,7 @@ import httpx
 from ci.errors import BrokkrError
 from ci.registry.api import RegistryApi
 from ci.registry.limits import BodyLimit
-from ci.registry.manifests import hash_of
+from ci.registry.manifests import check_stored_digest, hash_of
 from ci.registry.replies import status_text
 from ci.registry.text import clean, header_values
 from ci.registry.transport import same_origin
@@ -122,4 +122,7 @@ class Blobs(RegistryApi):
                 raise BrokkrError(
                     f"uploading blob {digest} to {ref.name} failed: {status_text(finished)}"
                 )
+            check_stored_digest(
+                finished.headers.get("docker-content-digest"), data, f"blob {digest} to {ref.name}"
+            )
             return digest

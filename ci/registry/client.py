@@ -27,7 +27,7 @@ from ci.registry.limits import (
     MAX_TAGS,
     Limits,
 )
-from ci.registry.listing import MAX_REFERRERS, NO_REFERRERS_API, Listings, next_link
+from ci.registry.listing import MAX_REFERRERS, Listings, next_link
 from ci.registry.manifests import (
     ACCEPT_MANIFESTS,
     DOCKER_MANIFEST,
@@ -50,7 +50,6 @@ __all__ = [
     "MAX_REFERRERS",
     "MAX_TAGS",
     "MAX_TAG_PAGES",
-    "NO_REFERRERS_API",
     "OCI_INDEX",
     "OCI_MANIFEST",
     "Credentials",

@@ -24,8 +24,6 @@ from ci.rules.tags import OCI_TAG
 
 MAX_REFERRERS = 10_000
 """Most descriptors one referrers list (all its pages) or fallback index may hold."""
-NO_REFERRERS_API = frozenset({400, 404, 405})
-"""Answers to ``GET /v2/<name>/referrers/<digest>`` that mean the registry lacks the API."""
 
 
 def next_link(values: list[str]) -> str | None:
@@ -58,21 +56,36 @@ def _is_next(params: str) -> bool:
     return False
 
 
+def _from_the_api(reply: Reply, ref: ImageReference) -> bool:
+    """Whether ``reply`` can be the referrers API: a same-origin 200 of an OCI image index."""
+    return (
+        reply.status == 200
+        and same_origin(reply.url, httpx.URL(ref.base_url))
+        and reply.headers.get("content-type", "").split(";")[0].strip().lower() == OCI_INDEX
+    )
+
+
 class Listings(RegistryApi):
     """Tag listings and referrers listings."""
 
     async def get_referrers(self, ref: ImageReference, digest: str) -> list[dict[str, Any]] | None:
         """The referrers API (OCI 1.1): descriptors of the manifests whose subject is ``digest``.
 
-        None when the registry has no referrers API; callers then use the
-        ``sha256-<hex>`` tag schema (``ci.registry.referrers``). The distribution
-        specification tells clients to fall back on a 404 (distribution 2.8
-        answers so), and a registry with the API answers 400 only to an invalid
-        digest, which is never sent; registries and proxies that do not know the
-        endpoint also answer 400 or 405 (``NO_REFERRERS_API``), so those mean
-        "no API" too. Every page is read (``Link: <…>; rel="next"``, same server
-        only): at most ``limits.tag_pages`` pages and ``MAX_REFERRERS``
-        descriptors in all, each page at most ``limits.manifest_bytes``.
+        None when the registry offers no referrers API; callers then use the
+        referrers tag schema (``ci.registry.referrers``). As the distribution
+        specification tells clients, only a ``200`` from the registry's own
+        origin whose body is an OCI image index (``Content-Type`` and
+        ``mediaType`` both ``application/vnd.oci.image.index.v1+json``, a
+        ``manifests`` list) counts as the API; any other first answer means "no
+        API": a 404 (distribution 2.8), a 400 or 405 (proxies that do not know
+        the endpoint), a ``{}`` from a proxy answering every path, a 5xx or 429,
+        and a redirect to another origin, which is never followed (GHCR answers
+        ``303 See Other`` to a rate-limited page of github.com). That first
+        request is sent once, not retried. A 401 or 403 is still an error (the
+        tag would be refused too). Every page is read (``Link: <…>;
+        rel="next"``, same server only): at most ``limits.tag_pages`` pages and
+        ``MAX_REFERRERS`` descriptors in all, each page at most
+        ``limits.manifest_bytes``.
         """
         validate_digest(digest)
         name = ref.name
@@ -87,17 +100,27 @@ class Listings(RegistryApi):
             body_name="manifests and indexes",
             request_what=f"the referrers of {digest}",
             headers={"Accept": OCI_INDEX},
+            first_try_only=True,
         )
         with self.operation(ref.registry, f"listing the referrers of {digest} in {name}"):
             async with contextlib.aclosing(pages):
                 first = True
                 async for reply in pages:
-                    if first and reply.status in NO_REFERRERS_API:
+                    if first and not _from_the_api(reply, ref):
                         return None
-                    first = False
                     self._expect_ok(reply, ref, f"listing the referrers of {digest}")
-                    document = parse_json(reply.body, what)
-                    page = document.get("manifests", [])
+                    try:
+                        document = parse_json(reply.body, what)
+                    except BrokkrError:
+                        if first:
+                            return None
+                        raise
+                    page = document.get("manifests")
+                    if first and (
+                        document.get("mediaType") != OCI_INDEX or not isinstance(page, list)
+                    ):
+                        return None  # a 200 that is not an index ({} from a proxy)
+                    first = False
                     if not isinstance(page, list) or not all(isinstance(m, dict) for m in page):
                         raise BrokkrError(f"{what} is malformed")
                     if len(referrers) + len(page) > MAX_REFERRERS:
@@ -167,6 +190,7 @@ class Listings(RegistryApi):
         body_name: str,
         request_what: str | None = None,
         headers: Mapping[str, str] | None = None,
+        first_try_only: bool = False,
     ) -> AsyncIterator[Reply]:
         """Every page of a listing from ``url`` on, as the caller takes them (any status).
 
@@ -175,7 +199,9 @@ class Listings(RegistryApi):
         and so is a page past ``limits.tag_pages`` (``pages_name`` names that
         limit). Each page is at most ``limits.manifest_bytes`` (``body_name``
         names that limit). ``what`` names the listing in errors, ``request_what``
-        (default ``what``) the page in body errors.
+        (default ``what``) the page in body errors. With ``first_try_only`` the
+        first page is asked for once, and a redirect to another origin comes
+        back as its answer instead of being followed.
         """
         seen: set[str] = set()
         while True:
@@ -194,6 +220,8 @@ class Listings(RegistryApi):
                 limit=BodyLimit.named(self._limits.manifest_bytes, body_name),
                 what=request_what or what,
                 headers=headers,
+                cross_origin_redirects=not (first_try_only and len(seen) == 1),
+                retry=not (first_try_only and len(seen) == 1),
             )
             yield reply
             following = self._next_page(reply, ref, what)

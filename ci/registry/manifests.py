@@ -117,6 +117,26 @@ def parse_json(body: bytes, what: str) -> dict[str, Any]:
     return document
 
 
+def check_stored_digest(header: str | None, data: bytes, what: str) -> None:
+    """Refuse a push whose answer names a digest ``data`` does not hash to (any algorithm)."""
+    if not header:
+        return
+    try:
+        validate_digest(header.strip())
+    except BrokkrError:
+        raise BrokkrError(
+            f"pushing {what}: the registry says it stored {clean(header, 80)!r}, which is not "
+            "a valid digest"
+        ) from None
+    stored = header.strip()
+    actual = hash_of(stored.split(":", 1)[0], data)
+    if actual != stored:
+        raise BrokkrError(
+            f"digest mismatch pushing {what}: the registry says it stored {stored} but what "
+            f"was sent hashes to {actual}"
+        )
+
+
 class Manifests(RegistryApi):
     """Reading and pushing manifests and indexes."""
 
@@ -151,10 +171,29 @@ class Manifests(RegistryApi):
         """Store ``body`` (of ``media_type``) as ``ref``'s repository's manifest ``reference``.
 
         ``reference`` is a tag or a digest; its blobs and child manifests must be
-        pushed first. Returns the manifest's digest (the sha256 of ``body``),
-        checked against the registry's ``Docker-Content-Digest`` when it sends one.
+        pushed first. Returns the manifest's digest (the sha256 of ``body``).
+        When the registry names the digest it stored (``Docker-Content-Digest``,
+        in any algorithm it chooses), ``body`` must hash to it in that algorithm;
+        a digest that is not a valid ``sha256:``/``sha512:`` one is refused too.
         A body over ``limits.manifest_bytes`` is refused before anything is sent.
         """
+        digest, _ = await self._put_manifest(ref, reference, body, media_type)
+        return digest
+
+    async def push_referrer(
+        self, ref: ImageReference, body: bytes, media_type: str
+    ) -> tuple[str, str | None]:
+        """Push a manifest that has a ``subject`` (by its digest); also say if it was indexed.
+
+        Returns the digest (as ``push_manifest``) and the registry's ``OCI-Subject``
+        answer header: a registry with the referrers API names the subject there,
+        and one without it sends none (the client then keeps the referrers tag).
+        """
+        return await self._put_manifest(ref, hash_of("sha256", body), body, media_type)
+
+    async def _put_manifest(
+        self, ref: ImageReference, reference: str, body: bytes, media_type: str
+    ) -> tuple[str, str | None]:
         if reference.startswith(("sha256:", "sha512:")):
             target = ref.with_digest(validate_digest(reference))
         else:
@@ -181,13 +220,10 @@ class Manifests(RegistryApi):
             )
             if reply.status not in (201, 204):
                 raise BrokkrError(f"pushing the manifest {target} failed: {status_text(reply)}")
-            header = reply.headers.get("docker-content-digest")
-            if header and header.startswith("sha256:") and header != digest:
-                raise BrokkrError(
-                    f"digest mismatch pushing {target}: the registry says it stored "
-                    f"{clean(header, 80)} but the manifest sent hashes to {digest}"
-                )
-            return digest
+            check_stored_digest(
+                reply.headers.get("docker-content-digest"), body, f"the manifest {target}"
+            )
+            return digest, reply.headers.get("oci-subject")
 
     async def _get_manifest(self, ref: ImageReference, *, missing_ok: bool) -> Manifest | None:
         reply = await self._request(

@@ -4,19 +4,24 @@ An artifact (here, an image's SBOM) is pushed as an OCI image manifest whose
 `artifactType` says what it is, whose config is the empty descriptor
 (`application/vnd.oci.empty.v1+json`, the two bytes `{}`), whose one layer is
 the artifact, and whose `subject` is the descriptor of the manifest it
-describes. Registries with the referrers API (`GET /v2/<name>/referrers/<digest>`)
-index the subject themselves. Registries without it (distribution 2.8, the test
-registry: a 404 on that endpoint, or a 400 or 405 from registries and proxies
-that do not know it) get the OCI *referrers tag schema* fallback:
-an image index under the tag `sha256-<hex of the subject digest>` that lists the
-referrers' descriptors. Attaching reads that index, adds the new descriptor
-unless a descriptor with the same digest is there already, keeps every other
-entry (other tools' signatures and attestations), and writes it back; it then
-reads the tag again and repeats the merge if a concurrent writer replaced it.
-Attaching the same artifact twice therefore changes nothing.
+describes.
 
-Reading (`find`) asks the referrers API first and falls back to the tag, as
-the OCI distribution specification tells clients to.
+Attaching decides as the OCI distribution specification says: a registry with
+the referrers API answers the push of a manifest that has a `subject` with an
+`OCI-Subject` header naming that subject, and indexes it itself. Without that
+header (distribution 2.8, GHCR) the client keeps the *referrers tag schema*:
+an image index under the tag `<alg>-<ref>` (`sha256-<hex of the subject
+digest>`; the encoded part cut to 64 characters, so `sha512-<first 64 hex>`)
+that lists the referrers' descriptors. Attaching reads that index, adds the new
+descriptor unless a descriptor with the same digest is there already, keeps
+every other entry (other tools' signatures and attestations), and writes it
+back; it then reads the tag again and repeats the merge if a concurrent writer
+replaced it. Attaching the same artifact twice therefore changes nothing.
+
+Reading (`find`) uses the referrers API only when the registry's own origin
+answers `200` with an OCI image index, and the tag otherwise
+(`RegistryClient.get_referrers`); a redirect of the referrers endpoint to
+another origin is never followed.
 """
 
 from __future__ import annotations
@@ -58,11 +63,19 @@ class Attached:
     """`referrers API` or `tag sha256-<hex>` (the fallback)."""
 
 
+TAG_SCHEMA_REF_CHARS = 64
+"""The referrers tag schema keeps this many characters of the encoded digest."""
+
+
 def fallback_tag(subject_digest: str) -> str:
-    """The referrers tag schema's tag for a subject: `sha256:<hex>` → `sha256-<hex>`."""
+    """The referrers tag schema's tag for a subject: `<alg>:<hex>` → `<alg>-<hex>`.
+
+    The encoded part is cut to 64 characters, as the specification says: a
+    `sha512:` subject gets `sha512-` and the first 64 of its 128 hex digits.
+    """
     validate_digest(subject_digest)
-    algorithm, _, hexdigest = subject_digest.partition(":")
-    return f"{algorithm}-{hexdigest}"[:128]
+    algorithm, _, encoded = subject_digest.partition(":")
+    return f"{algorithm}-{encoded[:TAG_SCHEMA_REF_CHARS]}"
 
 
 def artifact_manifest(
@@ -141,7 +154,10 @@ async def attach(
     artifact_type: str,
     annotations: Mapping[str, str] | None = None,
 ) -> Attached:
-    """Push `blob` as an artifact referring to `repository@subject_digest`; maintain the fallback.
+    """Push `blob` as an artifact referring to `repository@subject_digest`.
+
+    The referrers tag is updated unless the registry's `OCI-Subject` answer
+    says it indexed the artifact itself.
 
     Needs push access to the repository. Errors are `BrokkrError`s naming the
     repository and subject.
@@ -158,8 +174,8 @@ async def attach(
     )
     await client.push_blob(repository, EMPTY_CONFIG)
     await client.push_blob(repository, blob)
-    digest = await client.push_manifest(repository, sha256_digest(body), body, OCI_MANIFEST)
-    if await client.get_referrers(repository, subject_digest) is not None:
+    digest, indexed = await client.push_referrer(repository, body, OCI_MANIFEST)
+    if indexed is not None and indexed.strip() == subject.digest:
         return Attached(subject_digest, digest, "referrers API")
     tag = fallback_tag(subject_digest)
     await _update_fallback(client, repository, tag, referrer_descriptor(body))

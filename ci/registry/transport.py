@@ -44,6 +44,8 @@ class _Redirect:
     url: httpx.URL
     method: str
     content: bytes | None
+    answer: Reply
+    """The redirect itself (empty body), returned when it is not to be followed."""
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -185,31 +187,39 @@ class HttpSession:
         subject: str,
         content: bytes | None = None,
         what: str = "the answer",
+        cross_origin_redirects: bool = True,
+        retry: bool = True,
     ) -> Reply:
         """Send one request; any answer but a transient failure comes back as a ``Reply``.
 
         ``limit`` bounds a 2xx body (over it is an error); other bodies are cut
         at ``small_body_bytes``. ``target`` (a registry or token service) and
-        ``subject`` (the image) name the request in errors.
+        ``subject`` (the image) name the request in errors. With
+        ``cross_origin_redirects=False`` a redirect to another origin is not
+        followed: it comes back as the answer. With ``retry=False`` the request
+        is tried once and a retryable status comes back as the answer too.
         """
         if self._client is None:
             raise RuntimeError("the registry client is used outside 'async with'")
+        attempts = self._attempts if retry else 1
         failures = 0
         while True:
             retry_after = None
             try:
                 reply = await bounded(
-                    self._follow(method, url, headers, content, limit, target, what)
+                    self._follow(
+                        method, url, headers, content, limit, target, what, cross_origin_redirects
+                    )
                 )
             except _Transient as error:
                 problem = str(error)
             else:
-                if reply.status not in RETRYABLE_STATUSES:
+                if reply.status not in RETRYABLE_STATUSES or not retry:
                     return reply
                 problem = status_text(reply)
                 retry_after = reply.headers.get("retry-after")
             failures += 1
-            if failures >= self._attempts:
+            if failures >= attempts:
                 raise BrokkrError(
                     f"registry {target} unreachable or failing for {subject} after {failures} "
                     f"attempt{'s' if failures > 1 else ''}: {problem}"
@@ -237,6 +247,7 @@ class HttpSession:
         limit: BodyLimit,
         target: str,
         what: str,
+        cross_origin_redirects: bool = True,
     ) -> Reply:
         try:
             current = httpx.URL(url)
@@ -252,6 +263,8 @@ class HttpSession:
             answer = await self._exchange(method, current, sent, content, limit, target, what)
             if isinstance(answer, Reply):
                 return answer
+            if not cross_origin_redirects and not same_origin(answer.url, first):
+                return answer.answer
             current, method, content = answer.url, answer.method, answer.content
         raise BrokkrError(
             f"{target} redirected more than {self.limits.redirects} times for {what} "
@@ -269,8 +282,10 @@ class HttpSession:
         what: str,
     ) -> Reply | _Redirect:
         assert self._client is not None
+        answered = False  # whether the answer's status line and headers were read
         try:
             async with self._client.stream(method, url, headers=headers, content=content) as resp:
+                answered = True
                 if resp.status_code in REDIRECT_STATUSES and "location" in resp.headers:
                     return self._redirect(resp, method, content, target)
                 # A HEAD answer has no body; its Content-Length is the GET's.
@@ -291,10 +306,11 @@ class HttpSession:
         except (httpx.TimeoutException, httpx.NetworkError) as error:
             raise _Transient(_transport_problem(error)) from None
         except httpx.RemoteProtocolError as error:
-            # Closed before the answer or its body was complete: a dropped connection.
-            # Anything else (bad framing, malformed headers) is permanent.
-            if "without sending" in str(error):
+            if not answered:
+                # Nothing of an answer was read: the connection ended (or was garbled)
+                # before one. Sending again is safe, like after a network error.
                 raise _Transient(_transport_problem(error)) from None
+            # An answer had begun: its framing is broken (or cut). Not retried.
             raise BrokkrError(
                 f"{target} broke the HTTP protocol while sending {what}: "
                 f"{_transport_problem(error)}"
@@ -331,11 +347,18 @@ class HttpSession:
                 f"{target} redirected to plain HTTP off loopback ({clean(str(url), 100)}); "
                 "refusing to follow it"
             )
+        answer = Reply(
+            response.status_code,
+            clean(response.reason_phrase, 60),
+            response.headers,
+            b"",
+            response.url,
+        )
         if response.status_code == 303 or (
             response.status_code in (301, 302) and method not in ("GET", "HEAD")
         ):
-            return _Redirect(url, "GET" if method != "HEAD" else "HEAD", None)
-        return _Redirect(url, method, content)
+            return _Redirect(url, "GET" if method != "HEAD" else "HEAD", None, answer)
+        return _Redirect(url, method, content, answer)
 
 
 def _transport_problem(error: Exception) -> str:

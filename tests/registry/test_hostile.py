@@ -25,7 +25,7 @@ from ci.publishing.inspection import image_info, size_table
 from ci.publishing.plan import Target, plan
 from ci.publishing.request import PublishRequest
 from ci.registry.auth import Credentials, parse_challenges
-from ci.registry.client import MAX_REFERRERS, NO_REFERRERS_API, RegistryClient, next_link
+from ci.registry.client import MAX_REFERRERS, RegistryClient, next_link
 from ci.registry.limits import MAX_HEADER_CHARS, MAX_MANIFEST_BYTES, Limits
 from ci.registry.referrers import fallback_tag, find
 from ci.registry.retry import retry_delay
@@ -237,6 +237,13 @@ SUBJECT = sha256(MANIFEST)
 REFERRERS_PATH = f"/v2/hostile/image/referrers/{SUBJECT}"
 
 
+async def respond_index(
+    writer: asyncio.StreamWriter, body: bytes, headers: list[tuple[str, str]] | None = None
+) -> None:
+    """A 200 with an OCI image index, as the referrers API answers."""
+    await respond(writer, 200, body, [("Content-Type", OCI_INDEX), *(headers or [])])
+
+
 def referrers_page(numbers: range) -> bytes:
     return index_of(
         [
@@ -250,7 +257,7 @@ async def test_referrers_pages_are_all_read():
     async def handler(request, writer):
         page = int(request.query.rpartition("=")[2] or 0)
         link = [("Link", f'<{REFERRERS_PATH}?page={page + 1}>; rel="next"')] if page < 2 else []
-        await respond_json(writer, referrers_page(range(page * 10, page * 10 + 2)), headers=link)
+        await respond_index(writer, referrers_page(range(page * 10, page * 10 + 2)), link)
 
     async with HostileServer(handler) as server, client() as c:
         found = await within(c.get_referrers(server.ref(), SUBJECT))
@@ -263,9 +270,7 @@ async def test_referrers_pages_are_capped_in_number_and_in_total():
         page = int(request.query.rpartition("=")[2] or 0)
         link = [("Link", f'<{request.path}?page={page + 1}>; rel="next"')]
         size = 3000 if "big" in request.path else 0
-        await respond_json(
-            writer, referrers_page(range(page * size, (page + 1) * size)), headers=link
-        )
+        await respond_index(writer, referrers_page(range(page * size, (page + 1) * size)), link)
 
     async with HostileServer(endless) as server, client(limits=Limits(tag_pages=10)) as c:
         error = await failure(c.get_referrers(server.ref(), SUBJECT))
@@ -294,9 +299,7 @@ async def test_referrers_pages_are_capped_in_number_and_in_total():
 )
 async def test_referrers_links_that_loop_or_leave_the_server_are_refused(link, message):
     async def handler(request, writer):
-        await respond_json(
-            writer, referrers_page(range(1)), headers=[("Link", f'<{link}>; rel="next"')]
-        )
+        await respond_index(writer, referrers_page(range(1)), [("Link", f'<{link}>; rel="next"')])
 
     async with HostileServer(handler) as server, client() as c:
         error = await failure(c.get_referrers(server.ref(), SUBJECT))
@@ -304,27 +307,81 @@ async def test_referrers_links_that_loop_or_leave_the_server_are_refused(link, m
     assert server.hits("/referrers/") <= 2
 
 
-@pytest.mark.parametrize("status", sorted(NO_REFERRERS_API))
-async def test_registries_without_the_referrers_api_get_the_tag_fallback(status):
+NO_API_ANSWERS = {
+    "404": (404, [("Content-Type", "application/json")], b'{"errors":[{"code":"NOT_FOUND"}]}'),
+    "400": (400, [], b"bad request"),
+    "405": (405, [], b""),
+    "406": (406, [], b""),
+    "429 (not retried)": (429, [("Retry-After", "30")], b"<html>rate limited</html>"),
+    "500 (not retried)": (500, [], b"oops"),
+    "a proxy's {}": (200, [("Content-Type", "application/json")], b"{}"),
+    "{} labelled an index": (200, [("Content-Type", OCI_INDEX)], b"{}"),
+    "an index labelled JSON": (200, [("Content-Type", "application/json")], index_of([])),
+    "not JSON": (200, [("Content-Type", OCI_INDEX)], b"<html>"),
+    "303 elsewhere": (303, [("Location", "http://127.0.0.2:9/rate-limited")], b""),
+}
+
+
+@pytest.mark.parametrize("answer", sorted(NO_API_ANSWERS))
+async def test_anything_but_a_same_origin_index_means_the_tag_schema(answer):
+    status, headers, body = NO_API_ANSWERS[answer]
     fallback = referrers_page(range(3))
 
     async def handler(request, writer):
         if "/referrers/" in request.path:
-            await respond_json(writer, {"errors": [{"code": "UNSUPPORTED"}]}, status=status)
+            await respond(writer, status, body, headers)
         elif request.path.endswith(f"/manifests/{fallback_tag(SUBJECT)}"):
             await respond(writer, 200, fallback, [("Content-Type", OCI_INDEX)])
         else:
             await respond(writer, 404)
 
-    async with HostileServer(handler) as server, client() as c:
+    async with HostileServer(handler) as server, client(attempts=4) as c:
         assert await within(c.get_referrers(server.ref(), SUBJECT)) is None
         found = await within(find(c, server.ref(), SUBJECT))
     assert [d["digest"] for d in found] == [sha256(b"%d" % n) for n in range(3)]
-    assert server.hits("/referrers/") == 2
+    assert server.hits("/referrers/") == 2  # once each: never retried
 
 
-@pytest.mark.parametrize("status", [401, 403, 406, 500])
-async def test_other_referrers_answers_are_errors_not_a_missing_api(status):
+async def test_a_referrers_redirect_to_another_origin_is_never_followed():
+    """GHCR: /referrers/ answers 303 to a rate-limited page elsewhere; no request goes there,
+    and the login stays home."""
+
+    async def elsewhere(request, writer):
+        await respond(writer, 429, b"<html>Too Many Requests</html>", [("Retry-After", "60")])
+
+    async with HostileServer(elsewhere) as other:
+
+        async def handler(request, writer):
+            if "/referrers/" in request.path:
+                await respond(writer, 303, b"", [("Location", f"{other.base_url}/x/referrers")])
+            elif request.path.endswith(f"/manifests/{fallback_tag(SUBJECT)}"):
+                await respond(writer, 200, referrers_page(range(1)), [("Content-Type", OCI_INDEX)])
+            else:
+                await respond(writer, 404)
+
+        credentials = Credentials("someone", "s3cret-for-the-registry-only")
+        async with HostileServer(handler) as server, client(credentials=credentials) as c:
+            found = await within(find(c, server.ref(), SUBJECT))
+    assert [d["digest"] for d in found] == [sha256(b"0")]
+    assert other.requests == []
+
+
+async def test_a_same_origin_redirect_of_the_referrers_api_is_followed():
+    async def handler(request, writer):
+        if request.path == REFERRERS_PATH:
+            await respond(writer, 307, b"", [("Location", f"{REFERRERS_PATH}-moved")])
+        elif request.path == f"{REFERRERS_PATH}-moved":
+            await respond_index(writer, referrers_page(range(2)))
+        else:
+            await respond(writer, 404)
+
+    async with HostileServer(handler) as server, client() as c:
+        found = await within(c.get_referrers(server.ref(), SUBJECT))
+    assert [d["digest"] for d in found] == [sha256(b"0"), sha256(b"1")]
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_login_on_the_referrers_api_is_an_error(status):
     async def handler(request, writer):
         await respond_json(writer, {"errors": [{"code": "NOPE"}]}, status=status)
 
@@ -332,6 +389,12 @@ async def test_other_referrers_answers_are_errors_not_a_missing_api(status):
         error = await failure(c.get_referrers(server.ref(), SUBJECT))
     assert server.registry in str(error)
     assert "hostile/image" in str(error)
+
+
+def test_the_referrers_tag_keeps_64_characters_of_the_digest():
+    sha512 = "sha512:" + "ab" * 64
+    assert fallback_tag(sha512) == "sha512-" + "ab" * 32
+    assert fallback_tag(SUBJECT) == "sha256-" + SUBJECT.removeprefix("sha256:")
 
 
 # Time ---------------------------------------------------------------------------------
