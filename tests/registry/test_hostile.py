@@ -905,3 +905,169 @@ async def test_a_bug_in_our_code_is_not_reported_as_a_registry_fault(monkeypatch
     async with HostileServer(handler) as server, client() as c:
         with pytest.raises(KeyError, match="a bug in brokkr-ci"):
             await within(c.inspect(server.ref()))
+
+
+# Credentials only where they belong ----------------------------------------------------------
+
+
+async def test_a_login_never_goes_to_a_realm_that_another_origin_names():
+    """A blob GET redirected to a CDN that answers 401 with its own realm: no login there."""
+    secret = "s3cret-meant-for-the-registry"
+
+    async def cdn(request, writer):
+        realm = f"http://{request.headers['host']}/token"
+        await respond(writer, 401, b"", [("WWW-Authenticate", f'Bearer realm="{realm}"')])
+
+    async with HostileServer(cdn) as other:
+
+        async def handler(request, writer):
+            if "/blobs/" in request.path:
+                await respond(writer, 307, b"", [("Location", f"{other.base_url}/cdn/blob")])
+            elif not await serve_image(request, writer):
+                await respond(writer, 404)
+
+        credentials = Credentials("someone", secret)
+        async with HostileServer(handler) as server, client(credentials=credentials) as c:
+            error = await failure(c.get_blob(server.ref(), sha256(CONFIG), len(CONFIG)))
+    assert "credentials go only to" in str(error)
+    assert secret not in str(error)
+    assert [r.path for r in other.requests] == ["/cdn/blob"]  # the token realm never asked
+    assert all("authorization" not in r.headers for r in other.requests)
+
+
+# Pushed digests in any algorithm -----------------------------------------------------------
+
+
+def upload_handler(manifest_digest: str | None = None, blob_digest: str | None = None):
+    """A registry that accepts uploads, naming the digests it stored as told."""
+
+    async def handler(request, writer):
+        if request.method == "HEAD":
+            await respond(writer, 404)
+        elif request.method == "POST":
+            await respond(writer, 202, b"", [("Location", "/v2/hostile/image/blobs/uploads/u1")])
+        elif request.method == "PUT" and "/blobs/uploads/" in request.path:
+            named = blob_digest or request.query.partition("digest=")[2].replace("%3A", ":")
+            await respond(writer, 201, b"", [("Docker-Content-Digest", named)])
+        elif request.method == "PUT":
+            named = manifest_digest or sha256(request.body)
+            await respond(writer, 201, b"", [("Docker-Content-Digest", named)])
+        else:
+            await respond(writer, 404)
+
+    return handler
+
+
+def sha512(data: bytes) -> str:
+    import hashlib
+
+    return "sha512:" + hashlib.sha512(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("named", "message"),
+    [
+        (None, None),
+        (sha512(MANIFEST), None),
+        (sha512(b"something else"), "digest mismatch pushing the manifest"),
+        (sha256(b"something else"), "digest mismatch pushing the manifest"),
+        ("md5:abc", "which is not a valid digest"),
+    ],
+)
+async def test_a_pushed_manifest_must_hash_to_the_digest_the_registry_names(named, message):
+    async with HostileServer(upload_handler(manifest_digest=named)) as server, client() as c:
+        push = c.push_manifest(server.ref(), "1", MANIFEST, OCI_MANIFEST)
+        if message is None:
+            assert await within(push) == sha256(MANIFEST)
+        else:
+            assert message in str(await failure(push))
+
+
+@pytest.mark.parametrize(
+    ("named", "message"),
+    [
+        (None, None),
+        (sha512(CONFIG), None),
+        (sha512(b"other"), "digest mismatch pushing blob"),
+        (sha256(b"other"), "digest mismatch pushing blob"),
+    ],
+)
+async def test_a_pushed_blob_must_hash_to_the_digest_the_registry_names(named, message):
+    async with HostileServer(upload_handler(blob_digest=named)) as server, client() as c:
+        push = c.push_blob(server.ref(), CONFIG)
+        if message is None:
+            assert await within(push) == sha256(CONFIG)
+        else:
+            assert message in str(await failure(push))
+
+
+# Retry classification ----------------------------------------------------------------------
+
+
+async def test_a_garbled_answer_before_any_head_is_retried_like_a_dropped_connection():
+    calls = 0
+
+    async def handler(request, writer):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            writer.write(b"HTTQ/9 what\r\n\r\n")
+            return
+        await serve_image(request, writer)
+
+    async with HostileServer(handler) as server, client(attempts=2) as c:
+        manifest = await within(c.get_manifest(server.ref()))
+    assert manifest.digest == sha256(MANIFEST)
+    assert server.hits("/manifests/") == 2
+
+
+async def test_an_answer_cut_after_its_head_is_not_retried():
+    async def handler(request, writer):
+        writer.write(head(200, [("Content-Length", "1000"), ("Content-Type", OCI_MANIFEST)]))
+        writer.write(MANIFEST[:10])
+
+    async with HostileServer(handler) as server, client(attempts=4) as c:
+        error = await failure(c.get_manifest(server.ref()))
+    assert "broke the HTTP protocol" in str(error)
+    assert server.hits("/manifests/") == 1
+
+
+# Attaching: the OCI-Subject answer decides ---------------------------------------------------
+
+
+@pytest.mark.parametrize("subject_header", [True, False])
+async def test_attach_keeps_the_referrers_tag_only_without_an_oci_subject_answer(subject_header):
+    from ci.registry.referrers import attach
+
+    uploads = upload_handler()
+    tag = fallback_tag(SUBJECT)
+    stored: dict[str, bytes] = {}
+
+    async def handler(request, writer):
+        if request.method == "GET" and request.path.endswith(f"/manifests/{SUBJECT}"):
+            await respond(writer, 200, MANIFEST, [("Content-Type", OCI_MANIFEST)])
+        elif request.method == "PUT" and "/manifests/sha256:" in request.path:
+            headers = [("Docker-Content-Digest", sha256(request.body))]
+            if subject_header:
+                headers.append(("OCI-Subject", SUBJECT))
+            await respond(writer, 201, b"", headers)
+        elif request.path.endswith(f"/manifests/{tag}") and request.method == "PUT":
+            stored[tag] = request.body
+            await respond(writer, 201, b"", [("Docker-Content-Digest", sha256(request.body))])
+        elif request.path.endswith(f"/manifests/{tag}") and tag in stored:
+            await respond(writer, 200, stored[tag], [("Content-Type", OCI_INDEX)])
+        elif request.path.endswith(f"/manifests/{tag}"):
+            await respond(writer, 404)
+        else:
+            await uploads(request, writer)
+
+    async with HostileServer(handler) as server, client() as c:
+        attached = await within(attach(c, server.ref(), SUBJECT, b"sbom", artifact_type="x/y"))
+    tag_writes = [r for r in server.requests if r.method == "PUT" and r.path.endswith(tag)]
+    if subject_header:
+        assert attached.via == "referrers API"
+        assert tag_writes == []
+    else:
+        assert attached.via == f"tag {tag}"
+        assert len(tag_writes) == 1
+    assert server.hits("/referrers/") == 0  # attaching never asks the referrers API
