@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ci.errors import BrokkrError
 from ci.registry.blobs import Blobs
+from ci.registry.documents import parse_json
 from ci.registry.manifests import (
     INDEX_MEDIA_TYPES,
     Manifest,
@@ -14,7 +15,6 @@ from ci.registry.manifests import (
     descriptor_digest,
     descriptor_size,
     is_attestation,
-    parse_json,
     platform_string,
 )
 from ci.registry.text import clean
@@ -62,7 +62,8 @@ class Describe(Manifests, Blobs):
                 if not wanted:
                     return {}
                 child = descriptor_digest(wanted[0], f"the index of {ref}")
-                manifest = await self.get_manifest(ref.with_digest(child))
+                size = descriptor_size(wanted[0], f"the index of {ref}")
+                manifest = await self.get_manifest(ref.with_digest(child), size)
                 if manifest.is_index:
                     raise BrokkrError(f"{ref} is an index of indexes, which is not supported")
             where = f"the manifest of {manifest.reference}"
@@ -72,7 +73,7 @@ class Describe(Manifests, Blobs):
             blob = await self.get_blob(
                 ref, descriptor_digest(config, where), descriptor_size(config, where)
             )
-            document = parse_json(blob, f"the config of {ref}")
+            document = parse_json(blob, f"the config of {ref}", max_values=self._limits.json_values)
             inner = document.get("config")
             if inner is None:
                 return {}
@@ -110,6 +111,7 @@ class Describe(Manifests, Blobs):
         if not isinstance(entries, list):
             raise BrokkrError(f"{where} has no manifest list")
         wanted: dict[tuple[str | None, str], None] = {}
+        sizes: dict[str, int] = {}
         for entry in entries:
             if not isinstance(entry, dict) or is_attestation(entry):
                 continue
@@ -119,6 +121,9 @@ class Describe(Manifests, Blobs):
             if media_type in INDEX_MEDIA_TYPES:
                 raise BrokkrError(f"{ref} is an index of indexes, which is not supported")
             digest = descriptor_digest(entry, where)
+            size = descriptor_size(entry, where)
+            if sizes.setdefault(digest, size) != size:
+                raise BrokkrError(f"{where} lists {digest} with two different sizes")
             platform = entry.get("platform")
             name = platform_string(platform, where) if isinstance(platform, dict) else None
             wanted[(name, digest)] = None
@@ -134,7 +139,7 @@ class Describe(Manifests, Blobs):
         async def one(digest: str) -> None:
             async with slots:
                 child = await self.get_manifest(
-                    ImageReference(ref.registry, ref.repository, None, digest)
+                    ImageReference(ref.registry, ref.repository, None, digest), sizes[digest]
                 )
                 from_config = (
                     await self._platform_from_config(child) if digest in needs_config else None
@@ -176,5 +181,7 @@ class Describe(Manifests, Blobs):
         blob = await self.get_blob(
             manifest.reference, descriptor_digest(config, where), descriptor_size(config, where)
         )
-        document = parse_json(blob, f"the config of {manifest.reference}")
+        document = parse_json(
+            blob, f"the config of {manifest.reference}", max_values=self._limits.json_values
+        )
         return platform_string(document, f"the config of {manifest.reference}")

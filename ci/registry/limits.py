@@ -16,8 +16,10 @@ MIB = 1024 * KIB
 
 MAX_MANIFEST_BYTES = 4 * MIB
 """Largest manifest or index read or pushed (distribution's own limit)."""
-MAX_BLOB_BYTES = 16 * MIB
+MAX_BLOB_BYTES = 4 * MIB
 """Largest blob read into memory (image configs); a blob must also match its descriptor size."""
+MAX_JSON_VALUES = 200_000
+"""Most JSON values (objects, arrays, keys, scalars) one parsed document may hold."""
 MAX_SMALL_BODY_BYTES = 64 * KIB
 """Largest token response; error bodies are cut here (they only feed messages)."""
 MAX_HEADER_CHARS = 16 * KIB
@@ -49,6 +51,7 @@ class Limits:
 
     manifest_bytes: int = MAX_MANIFEST_BYTES
     blob_bytes: int = MAX_BLOB_BYTES
+    json_values: int = MAX_JSON_VALUES
     small_body_bytes: int = MAX_SMALL_BODY_BYTES
     header_chars: int = MAX_HEADER_CHARS
     token_chars: int = MAX_TOKEN_CHARS

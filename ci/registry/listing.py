@@ -14,8 +14,9 @@ import httpx
 
 from ci.errors import BrokkrError
 from ci.registry.api import RegistryApi
+from ci.registry.documents import parse_json
 from ci.registry.limits import BodyLimit
-from ci.registry.manifests import OCI_INDEX, parse_json
+from ci.registry.manifests import OCI_INDEX
 from ci.registry.replies import Reply
 from ci.registry.text import clean, header_values
 from ci.registry.transport import same_origin
@@ -110,7 +111,7 @@ class Listings(RegistryApi):
                         return None
                     self._expect_ok(reply, ref, f"listing the referrers of {digest}")
                     try:
-                        document = parse_json(reply.body, what)
+                        document = parse_json(reply.body, what, max_values=self._limits.json_values)
                     except BrokkrError:
                         if first:
                             return None
@@ -166,7 +167,7 @@ class Listings(RegistryApi):
                         return []
                     raise BrokkrError(f"not found: {name} (no such repository)")
                 self._expect_ok(reply, repository, "listing tags")
-                document = parse_json(reply.body, what)
+                document = parse_json(reply.body, what, max_values=self._limits.json_values)
                 page = document.get("tags") or []
                 if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
                     raise BrokkrError(f"the registry sent a malformed tag list for {name}")

@@ -7,13 +7,13 @@ digest the registry names and to the digest asked for.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ci.errors import BrokkrError
 from ci.registry.api import RegistryApi
+from ci.registry.documents import parse_json
 from ci.registry.limits import BodyLimit
 from ci.registry.replies import Reply, error_codes, status_text
 from ci.registry.text import clean
@@ -25,6 +25,7 @@ DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+jso
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 INDEX_MEDIA_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 IMAGE_MEDIA_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+MANIFEST_MEDIA_TYPES = INDEX_MEDIA_TYPES | IMAGE_MEDIA_TYPES
 ACCEPT_MANIFESTS = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST])
 
 _ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
@@ -105,16 +106,26 @@ def descriptor_digest(descriptor: Any, where: str) -> str:
         ) from None
 
 
-def parse_json(body: bytes, what: str) -> dict[str, Any]:
-    try:
-        document = json.loads(body)
-    except RecursionError:
-        raise BrokkrError(f"{what} is JSON nested too deeply to read") from None
-    except (ValueError, UnicodeDecodeError):
-        raise BrokkrError(f"{what} is not valid JSON") from None
-    if not isinstance(document, dict):
-        raise BrokkrError(f"{what} is not a JSON object")
-    return document
+def check_unambiguous(document: Mapping[str, Any], media_type: str, what: str) -> None:
+    """Refuse a document that reads as both a manifest and an index (CVE-2021-41190).
+
+    An index has ``manifests`` and no ``config`` or ``layers``; an image manifest
+    has ``config``/``layers`` and no ``manifests``; the media type, when it is
+    one of the four, must match the shape.
+    """
+    has_manifests = "manifests" in document
+    has_image_parts = "layers" in document or "config" in document
+    wrong = (
+        (has_manifests and has_image_parts)
+        or (media_type in INDEX_MEDIA_TYPES and has_image_parts)
+        or (media_type in IMAGE_MEDIA_TYPES and has_manifests)
+    )
+    if wrong:
+        raise BrokkrError(
+            f"{what} is ambiguous: it has "
+            + ", ".join(k for k in ("manifests", "config", "layers") if k in document)
+            + f" and says it is {clean(media_type, 100) or 'of no media type'}; refusing it"
+        )
 
 
 def check_stored_digest(header: str | None, data: bytes, what: str) -> None:
@@ -140,14 +151,16 @@ def check_stored_digest(header: str | None, data: bytes, what: str) -> None:
 class Manifests(RegistryApi):
     """Reading and pushing manifests and indexes."""
 
-    async def get_manifest(self, ref: ImageReference) -> Manifest:
+    async def get_manifest(self, ref: ImageReference, size: int | None = None) -> Manifest:
         """Fetch the manifest or index ``ref`` names (at most ``limits.manifest_bytes``).
 
         The body's sha256 must equal the registry's ``Docker-Content-Digest`` and,
-        for a digest reference, the digest asked for.
+        for a digest reference, the digest asked for. ``size`` is what the
+        descriptor pointing at it gives (an index entry): the body must have
+        exactly that many bytes, and no more are read.
         """
         with self.operation(ref.registry, f"reading the manifest of {ref}"):
-            manifest = await self._get_manifest(ref, missing_ok=False)
+            manifest = await self._get_manifest(ref, missing_ok=False, size=size)
         assert manifest is not None
         return manifest
 
@@ -225,12 +238,22 @@ class Manifests(RegistryApi):
             )
             return digest, reply.headers.get("oci-subject")
 
-    async def _get_manifest(self, ref: ImageReference, *, missing_ok: bool) -> Manifest | None:
+    async def _get_manifest(
+        self, ref: ImageReference, *, missing_ok: bool, size: int | None = None
+    ) -> Manifest | None:
+        limit = BodyLimit.named(self._limits.manifest_bytes, "manifests and indexes")
+        if size is not None:
+            if size > limit.size:
+                raise BrokkrError(
+                    f"the manifest of {ref} is {size} bytes by its descriptor, over "
+                    f"{limit.text}; refusing it"
+                )
+            limit = BodyLimit(size, f"the size its descriptor gives ({size} bytes)")
         reply = await self._request(
             "GET",
             f"{ref.base_url}/v2/{ref.repository}/manifests/{ref.reference}",
             ref=ref,
-            limit=BodyLimit.named(self._limits.manifest_bytes, "manifests and indexes"),
+            limit=limit,
             what=f"the manifest of {ref}",
             headers={"Accept": ACCEPT_MANIFESTS},
         )
@@ -239,13 +262,27 @@ class Manifests(RegistryApi):
                 return None
             raise await self._not_found(ref, reply)
         self._expect_ok(reply, ref, "reading the manifest")
+        if size is not None and len(reply.body) != size:
+            raise BrokkrError(
+                f"the manifest of {ref} is {len(reply.body)} bytes but its descriptor says {size}"
+                " (clients refuse to pull it)"
+            )
         digest = self._verify_digest(ref, reply.body, reply.headers.get("docker-content-digest"))
-        document = parse_json(reply.body, f"the manifest of {ref}")
+        document = parse_json(
+            reply.body, f"the manifest of {ref}", max_values=self._limits.json_values
+        )
         declared = document.get("mediaType")
         if declared is not None and not isinstance(declared, str):
             raise BrokkrError(f"the manifest of {ref} has a mediaType that is not a string")
-        media_type = declared or reply.headers.get("content-type", "").split(";")[0].strip()
-        if media_type not in INDEX_MEDIA_TYPES | IMAGE_MEDIA_TYPES:
+        served = reply.headers.get("content-type", "").split(";")[0].strip().lower()
+        if declared and served in MANIFEST_MEDIA_TYPES and served != declared:
+            raise BrokkrError(
+                f"the manifest of {ref} says it is a {clean(declared, 100)} but the registry "
+                f"served it as {served}; refusing an ambiguous manifest"
+            )
+        media_type = declared or served
+        check_unambiguous(document, media_type, f"the manifest of {ref}")
+        if media_type not in MANIFEST_MEDIA_TYPES:
             if "manifests" in document:
                 media_type = OCI_INDEX
             elif "config" in document and "layers" in document:

@@ -581,7 +581,7 @@ async def test_an_unsupported_content_encoding_is_refused():
     assert "unsupported Content-Encoding" in str(error)
 
 
-@pytest.mark.parametrize("nesting", [b"[" * 200_000, b'{"a":' * 200_000])
+@pytest.mark.parametrize("nesting", [b"[" * 50_000, b'{"a":' * 50_000])
 async def test_deeply_nested_json_is_a_clear_error(nesting):
     async def handler(request, writer):
         await respond(writer, 200, nesting)
@@ -632,7 +632,7 @@ async def test_a_503_with_an_odd_retry_after_is_retried():
         ({"manifests": [{"digest": "sha256:" + "x" * 5000}]}, "has an invalid digest"),
         ({"manifests": "all of them"}, "has no manifest list"),
         (
-            {"manifests": [{"digest": sha256(b"a"), "platform": {"os": ["linux"]}}]},
+            {"manifests": [{"digest": sha256(b"a"), "size": 1, "platform": {"os": ["linux"]}}]},
             "platform os that is not a string",
         ),
     ],
@@ -1071,3 +1071,108 @@ async def test_attach_keeps_the_referrers_tag_only_without_an_oci_subject_answer
         assert attached.via == f"tag {tag}"
         assert len(tag_writes) == 1
     assert server.hits("/referrers/") == 0  # attaching never asks the referrers API
+
+
+# Integrity of what is read -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("document", "content_type", "message"),
+    [
+        (json.loads(MANIFEST), OCI_INDEX, "served it as application/vnd.oci.image.index"),
+        ({**json.loads(MANIFEST), "manifests": []}, OCI_MANIFEST, "is ambiguous: it has manifests"),
+        ({**json.loads(MANIFEST), "manifests": []}, "", "is ambiguous: it has manifests"),
+        (
+            {"mediaType": OCI_INDEX, "manifests": [], "layers": []},
+            OCI_INDEX,
+            "is ambiguous: it has manifests, layers",
+        ),
+        ({"config": json.loads(MANIFEST)["config"], "manifests": []}, OCI_INDEX, "is ambiguous"),
+    ],
+)
+async def test_ambiguous_or_mislabelled_manifests_are_refused(document, content_type, message):
+    """CVE-2021-41190: a document that reads as a manifest and as an index is refused."""
+    body = json.dumps(document).encode()
+
+    async def handler(request, writer):
+        await respond(writer, 200, body, [("Content-Type", content_type)] if content_type else [])
+
+    async with HostileServer(handler) as server, client() as c:
+        error = await failure(c.get_manifest(server.ref()))
+    assert message in str(error)
+
+
+@pytest.mark.parametrize("declared", [len(MANIFEST) - 1, len(MANIFEST) + 1])
+async def test_an_index_child_of_another_size_than_the_index_says_is_refused(declared):
+    child = {
+        "mediaType": OCI_MANIFEST,
+        "digest": sha256(MANIFEST),
+        "size": declared,
+        "platform": {"os": "linux", "architecture": "amd64"},
+    }
+    index = index_of([child])
+
+    async def handler(request, writer):
+        if request.path.endswith("/manifests/1"):
+            await respond(writer, 200, index, [("Content-Type", OCI_INDEX)])
+        elif not await serve_image(request, writer):
+            await respond(writer, 404)
+
+    async with HostileServer(handler) as server, client() as c:
+        error = await failure(c.inspect(server.ref()))
+        labels_error = await failure(c.config_labels(server.ref()))
+    for message in (str(error), str(labels_error)):
+        assert "its descriptor" in message
+        assert sha256(MANIFEST) in message
+
+
+# Parsed size -------------------------------------------------------------------------------
+
+
+def tiny_values(size: int, wrapper: bytes = b'{"layers":[%s]}') -> bytes:
+    """A JSON document of about ``size`` bytes made of as many tiny values as fit."""
+    count = (size - len(wrapper)) // 3
+    return wrapper % b",".join([b"{}"] * count)
+
+
+async def test_a_manifest_of_tiny_values_is_refused_unparsed_under_64_mib():
+    body = tiny_values(MAX_MANIFEST_BYTES - 64)
+    assert len(body) <= MAX_MANIFEST_BYTES
+
+    async def handler(request, writer):
+        await respond(writer, 200, body, [("Content-Type", OCI_MANIFEST)])
+
+    async with HostileServer(handler) as server, client() as c:
+        with peak_memory() as peak:
+            error = await failure(c.get_manifest(server.ref()))
+    assert "JSON values (the limit for parsed documents)" in str(error)
+    assert peak[0] < 64 * MIB
+
+
+async def test_a_config_at_the_blob_limit_costs_under_64_mib_parsed_or_refused():
+    from ci.registry.limits import MAX_BLOB_BYTES
+
+    tiny = tiny_values(MAX_BLOB_BYTES - 64, b'{"os":"linux","architecture":"amd64","x":[%s]}')
+    wide = "\U0001f600" * ((MAX_BLOB_BYTES - 100) // 4)  # 4 bytes each, in UTF-8 and parsed
+    one_string = json.dumps(
+        {"os": "linux", "architecture": "amd64", "x": wide}, ensure_ascii=False
+    ).encode()
+    for config, refused in ((tiny, True), (one_string, False)):
+        assert len(config) <= MAX_BLOB_BYTES
+        manifest = manifest_over(config)
+
+        async def handler(request, writer, config=config, manifest=manifest):
+            if "/blobs/" in request.path:
+                await respond(writer, 200, config)
+            else:
+                await respond(writer, 200, manifest, [("Content-Type", OCI_MANIFEST)])
+
+        async with HostileServer(handler) as server, client() as c:
+            with peak_memory() as peak:
+                if refused:
+                    error = await failure(c.inspect(server.ref()))
+                    assert "JSON values" in str(error)
+                else:
+                    described = await within(c.inspect(server.ref()))
+                    assert described.platforms[0].platform == "linux/amd64"
+        assert peak[0] < 64 * MIB, (refused, peak[0] // MIB)
