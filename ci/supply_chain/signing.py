@@ -64,6 +64,7 @@ from ci.registry.client import (
     descriptor,
     sha256_digest,
 )
+from ci.registry.documents import parse_json
 from ci.rules.reference import ImageReference, validate_digest
 
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -84,6 +85,10 @@ MAX_CONFIG_BYTES = 1024 * 1024
 """The config of a signature image grows by ~100 bytes per signature."""
 MAX_SIGNATURE_LAYERS = 1000
 """More signatures than this under one tag are refused rather than read."""
+MAX_CONFIG_VALUES = 20 * MAX_SIGNATURE_LAYERS + 100
+"""JSON values a signature config may hold: ~4 per signature plus a few; far fewer is usual."""
+SIGNATURE_WRITES = 3
+"""How many times the signature tag is merged and written when a concurrent signer races us."""
 
 COSIGN_KEY_LABELS = ("ENCRYPTED SIGSTORE PRIVATE KEY", "ENCRYPTED COSIGN PRIVATE KEY")
 """The PEM labels of cosign's own key files (today's, and cosign before 2.0's)."""
@@ -398,36 +403,45 @@ async def sign_manifest(
 
     Reads the `sha256-<hex>.sig` tag first: existing signatures stay, ours is
     appended, and the payload blob, the new config and the manifest are pushed
-    (blobs before the manifest that names them).
+    (blobs before the manifest that names them). The tag is then read again:
+    when a concurrent signer replaced it without our signature, the merge is
+    redone on what it holds now, at most `SIGNATURE_WRITES` writes in all.
     """
     payload = simple_signing_payload(repository.name, digest)
     tag = signature_tag(digest)
     where = f"{repository.name}:{tag}"
-    existing = await client.fetch_manifest_or_none(repository.with_tag(tag))
-    layers: list[Mapping[str, Any]] = []
-    previous: Mapping[str, Any] | None = None
-    media_type = OCI_MANIFEST
-    if existing is not None:
-        layers, media_type = _existing_layers(existing.document, existing.media_type, where)
-        for layer in layers:
-            annotations = layer.get("annotations")
-            if (
-                layer.get("digest") == sha256_digest(payload)
-                and isinstance(annotations, Mapping)
-                and signature_valid(
-                    key.public_key, payload, str(annotations.get(SIGNATURE_ANNOTATION))
-                )
-            ):
-                return False  # this key has signed this payload already
-        previous = await _previous_config(client, repository, existing.document)
-    layer = signature_layer(payload, key.sign(payload))
-    layers = [*layers, layer]
-    config = signature_config(layers, created=created, previous=previous)
-    await client.push_blob(repository, payload)
-    await client.push_blob(repository, config)
-    body = signature_manifest(config, layers, media_type=media_type)
-    await client.push_manifest(repository, tag, body, media_type)
-    return True
+    for writes in range(SIGNATURE_WRITES + 1):
+        existing = await client.fetch_manifest_or_none(repository.with_tag(tag))
+        layers: list[Mapping[str, Any]] = []
+        previous: Mapping[str, Any] | None = None
+        media_type = OCI_MANIFEST
+        if existing is not None:
+            layers, media_type = _existing_layers(existing.document, existing.media_type, where)
+            if any(_signed_by(layer, key, payload) for layer in layers):
+                return writes > 0  # ours is stored (False: this key had signed already)
+            previous = await _previous_config(client, repository, existing.document)
+        if writes == SIGNATURE_WRITES:
+            break
+        layers = [*layers, signature_layer(payload, key.sign(payload))]
+        config = signature_config(layers, created=created, previous=previous)
+        await client.push_blob(repository, payload)
+        await client.push_blob(repository, config)
+        body = signature_manifest(config, layers, media_type=media_type)
+        await client.push_manifest(repository, tag, body, media_type)
+    raise BrokkrError(
+        f"could not store the signature of {digest} in {where}: the tag kept changing under "
+        f"{SIGNATURE_WRITES} writes (another signer is writing it at the same time)"
+    )
+
+
+def _signed_by(layer: Mapping[str, Any], key: SigningKey, payload: bytes) -> bool:
+    """Whether `layer` is `key`'s signature over `payload`."""
+    annotations = layer.get("annotations")
+    return (
+        layer.get("digest") == sha256_digest(payload)
+        and isinstance(annotations, Mapping)
+        and signature_valid(key.public_key, payload, str(annotations.get(SIGNATURE_ANNOTATION)))
+    )
 
 
 def _existing_layers(
@@ -451,19 +465,24 @@ def _existing_layers(
 async def _previous_config(
     client: RegistryClient, repository: ImageReference, document: Mapping[str, Any]
 ) -> Mapping[str, Any] | None:
-    """The existing signature image's config, when it is small and readable (else None)."""
+    """The existing signature image's config, when it is small and readable (else None).
+
+    Read with its descriptor's size (no more bytes than that), at most
+    `MAX_CONFIG_BYTES`, and parsed within the client's JSON bounds.
+    """
     config = document.get("config")
     if not isinstance(config, Mapping):
         return None
     digest, size = config.get("digest"), config.get("size")
-    if not isinstance(digest, str) or not isinstance(size, int) or size > MAX_CONFIG_BYTES:
+    if not isinstance(digest, str) or not isinstance(size, int) or isinstance(size, bool):
+        return None
+    if not 0 <= size <= MAX_CONFIG_BYTES:
         return None
     try:
-        blob = await client.get_blob(repository, digest)
-        parsed = json.loads(blob)
-    except (BrokkrError, ValueError, UnicodeDecodeError, RecursionError):
+        blob = await client.get_blob(repository, digest, size)
+        return parse_json(blob, f"the config of {repository.name}", max_values=MAX_CONFIG_VALUES)
+    except BrokkrError:
         return None
-    return parsed if isinstance(parsed, dict) else None
 
 
 async def key_from_secrets(

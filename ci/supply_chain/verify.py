@@ -183,16 +183,16 @@ async def _check_layer(
     if not isinstance(signature, str):
         return "a layer without a signature annotation (keyless signatures need cosign)"
     size, blob_digest = layer.get("size"), layer.get("digest")
-    if not isinstance(size, int) or not isinstance(blob_digest, str):
+    malformed = not isinstance(size, int) or isinstance(size, bool) or size < 0
+    if malformed or not isinstance(blob_digest, str):
         return "a malformed signature layer"
     if size > MAX_PAYLOAD_BYTES:
         return f"a payload larger than {MAX_PAYLOAD_BYTES} bytes (not read)"
     try:
-        payload = await client.get_blob(repository, blob_digest)
+        # Exactly the size the layer gives: no more bytes are read than that.
+        payload = await client.get_blob(repository, blob_digest, size)
     except BrokkrError as e:
         return f"its payload could not be read ({e})"
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        return f"a payload larger than {MAX_PAYLOAD_BYTES} bytes"
     if not signature_valid(public_key, payload, signature):
         return "not signed by this key, or the signature does not match its payload"
     return _check_payload(payload, repository, digest)

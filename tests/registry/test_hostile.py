@@ -1176,3 +1176,67 @@ async def test_a_config_at_the_blob_limit_costs_under_64_mib_parsed_or_refused()
                     described = await within(c.inspect(server.ref()))
                     assert described.platforms[0].platform == "linux/amd64"
         assert peak[0] < 64 * MIB, (refused, peak[0] // MIB)
+
+
+# Signature blobs are read with their descriptor's size ------------------------------------
+
+
+def signature_tag_handler(layer_or_config: dict, blob: bytes, *, as_config: bool):
+    """A `.sig` tag whose layer (or config) descriptor is small but whose blob is 8 MiB."""
+    from ci.supply_chain.signing import OCI_CONFIG, SIGNATURE_ANNOTATION
+
+    descriptor = {"digest": sha256(blob), **layer_or_config}
+    document = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor
+        if as_config
+        else {"mediaType": OCI_CONFIG, "digest": sha256(b"{}"), "size": 2},
+        "layers": []
+        if as_config
+        else [{**descriptor, "annotations": {SIGNATURE_ANNOTATION: "c2ln"}}],
+    }
+    body = json.dumps(document).encode()
+
+    async def handler(request, writer):
+        if request.path.endswith(".sig"):
+            await respond(writer, 200, body, [("Content-Type", OCI_MANIFEST)])
+        elif "/blobs/" in request.path:
+            await respond(writer, 200, blob)
+        else:
+            await respond(writer, 404)
+
+    return handler
+
+
+async def test_verify_reads_no_more_of_a_signature_payload_than_its_layer_says():
+    from ci.supply_chain.signing import SIMPLE_SIGNING_MEDIA_TYPE
+    from ci.supply_chain.verify import FAILED, check_manifest
+
+    blob = b"x" * (8 * MIB)
+    handler = signature_tag_handler(
+        {"mediaType": SIMPLE_SIGNING_MEDIA_TYPE, "size": 300}, blob, as_config=False
+    )
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    async with HostileServer(handler) as server, client() as c:
+        repository = ImageReference(server.registry, "hostile/image")
+        with peak_memory() as peak:
+            check = await within(check_manifest(c, repository, SUBJECT, key, "index"))
+    assert check.status == FAILED
+    assert "the size its descriptor gives (300 bytes)" in check.detail
+    assert peak[0] < 2 * MIB
+
+
+async def test_signing_reads_no_more_of_the_previous_config_than_its_descriptor_says():
+    from ci.supply_chain.signing import OCI_CONFIG, _previous_config
+
+    blob = b"{" + b" " * (8 * MIB) + b"}"
+    handler = signature_tag_handler({"mediaType": OCI_CONFIG, "size": 100}, blob, as_config=True)
+    async with HostileServer(handler) as server, client() as c:
+        repository = ImageReference(server.registry, "hostile/image")
+        stored = await within(c.get_manifest(repository.with_tag(fallback_tag(SUBJECT) + ".sig")))
+        with peak_memory() as peak:
+            previous = await within(_previous_config(c, repository, stored.document))
+    assert previous is None
+    assert peak[0] < 2 * MIB
+    assert server.hits("/blobs/") == 1

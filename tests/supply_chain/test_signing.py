@@ -372,3 +372,67 @@ async def test_a_foreign_manifest_under_the_signature_tag_is_not_overwritten(
                 _signing.SigningKey(new_key()),
                 created=CREATED,
             )
+
+
+@pytest.mark.registry
+async def test_a_concurrent_signer_replacing_the_tag_does_not_drop_our_signature(
+    image: tuple[str, str],
+):
+    """Signer B read the (empty) tag before our write and writes after it: ours is re-added."""
+    address, digest = image
+    repository = parse_repository(address)
+    ours, theirs = _signing.SigningKey(new_key()), _signing.SigningKey(new_key())
+    payload = _signing.simple_signing_payload(address, digest)
+    tag = _signing.signature_tag(digest)
+    async with RegistryClient() as client:
+        real_push = client.push_manifest
+        raced = False
+
+        async def push_then_race(ref, reference, body, media_type):
+            nonlocal raced
+            pushed = await real_push(ref, reference, body, media_type)
+            if reference == tag and not raced:
+                raced = True  # B's write, made from what B read before ours: only B's layer
+                layers = [_signing.signature_layer(payload, theirs.sign(payload))]
+                config = _signing.signature_config(layers, created=CREATED)
+                await client.push_blob(ref, payload)
+                await client.push_blob(ref, config)
+                await real_push(ref, tag, _signing.signature_manifest(config, layers), OCI_MANIFEST)
+            return pushed
+
+        client.push_manifest = push_then_race  # type: ignore[method-assign]
+        assert await _signing.sign_manifest(client, repository, digest, ours, created=CREATED)
+        manifest, _ = await _signature_image(client, repository, digest)
+    assert raced
+    signatures = [
+        layer["annotations"][_signing.SIGNATURE_ANNOTATION] for layer in manifest.document["layers"]
+    ]
+    assert [
+        _signing.signature_valid(k.public_key, payload, s)
+        for k, s in zip((theirs, ours), signatures, strict=True)
+    ] == [True, True]
+
+
+@pytest.mark.registry
+async def test_a_tag_that_keeps_changing_is_a_bounded_error(image: tuple[str, str]):
+    address, digest = image
+    repository = parse_repository(address)
+    key = _signing.SigningKey(new_key())
+    tag = _signing.signature_tag(digest)
+    writes = 0
+    async with RegistryClient() as client:
+        real_push = client.push_manifest
+
+        async def push_then_erase(ref, reference, body, media_type):
+            nonlocal writes
+            writes += 1
+            await real_push(ref, reference, body, media_type)
+            # Another tool replaces the tag with an empty signature image every time.
+            config = _signing.signature_config([], created=CREATED)
+            await client.push_blob(ref, config)
+            return await real_push(ref, tag, _signing.signature_manifest(config, []), OCI_MANIFEST)
+
+        client.push_manifest = push_then_erase  # type: ignore[method-assign]
+        with pytest.raises(BrokkrError, match="kept changing under 3 writes"):
+            await _signing.sign_manifest(client, repository, digest, key, created=CREATED)
+    assert writes == _signing.SIGNATURE_WRITES
