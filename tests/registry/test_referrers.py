@@ -32,7 +32,7 @@ from ci.supply_chain import sbom as _sbom
 from ci.supply_chain import signing as _signing
 from ci.supply_chain.signing import signature_tag
 from tests.support.publishing import pem_pair, publish_to
-from tests.support.registry_proxy import RegistryProxy
+from tests.support.registry_proxy import RateLimitedPage, RegistryProxy, ghcr_shaped
 from tests.support.registry_server import RegistryServer, push_image
 from tests.support.sbom_inputs import answer_image_reads
 from tests.support.standin import ModuleCaller, Node, StandInEngine, push_to_registry
@@ -486,3 +486,67 @@ def test_fallback_tag_is_the_digest_with_a_dash():
     digest = "sha256:" + "ab" * 32
     assert _referrers.fallback_tag(digest) == "sha256-" + "ab" * 32
     assert parse_reference(f"r.io/x:{_referrers.fallback_tag(digest)}").tag is not None
+
+
+# -- a GHCR-shaped registry ----------------------------------------------------------------
+
+GHCR_USER = "brokkr-bot"
+GHCR_TOKEN = "ghp_not-a-real-token-4c1d"  # distinctive enough to look for
+
+
+@pytest.fixture
+def ghcr(registry: RegistryServer):
+    """GHCR's shape in front of the real registry, and the rate-limited page elsewhere."""
+    with (
+        RateLimitedPage() as page,
+        ghcr_shaped(registry, page, username=GHCR_USER, password=GHCR_TOKEN) as proxy,
+    ):
+        yield proxy, page
+
+
+async def test_publish_and_inspect_with_credentials_on_a_ghcr_shaped_registry(
+    engine: StandInEngine,
+    fixture_source: str,
+    ghcr: tuple[RegistryProxy, RateLimitedPage],
+    registry: RegistryServer,
+):
+    """No referrers API, /referrers/ -> 303 -> 429 HTML elsewhere, no OCI-Subject: every SBOM
+    goes through the tag schema, inspect finds them, and nothing reaches the other origin."""
+    proxy, page = ghcr
+    answer_image_reads(engine)
+    engine.on_publish = push_to_registry(engine, registry=proxy.registry, base_url=proxy.base_url)
+    engine.env["GITHUB_TOKEN"] = GHCR_TOKEN
+    brokkr = ModuleCaller(engine, fixture_source)
+    namespace = f"{proxy.registry}/t{uuid.uuid4().hex[:10]}"
+    secret = await dag.secret("env://GITHUB_TOKEN").id()
+
+    text = await brokkr.call(
+        "publish",
+        sha=SHA,
+        registry=namespace,
+        username=GHCR_USER,
+        password=secret,
+        ref="refs/tags/v1.2.3",
+        format="JSON",
+    )
+    # One entry per pushed tag; the first of each repository stands for it.
+    entries = {e["repository"]: e for e in reversed(json.loads(text))}
+    assert len(entries) == 3  # broker, agent, ui
+    for entry in entries.values():
+        assert entry["sboms_not_attached"] is None
+        repository = entry["repository"].split("/", 1)[1]
+        digests = platform_digests(registry, repository, "1.2.3")
+        assert set(entry["sbom"]) == set(digests) == {"linux/amd64", "linux/arm64"}
+        for platform, subject in digests.items():
+            (listed,) = fallback_index(registry, repository, subject)["manifests"]
+            assert listed["artifactType"] == SBOM
+            assert entry["sbom"][platform] == listed["digest"]
+
+        info = await brokkr.call(
+            "inspect", address=f"{entry['repository']}:1.2.3", username=GHCR_USER, password=secret
+        )
+        assert [p["sbom"] for p in info["platforms"]] == [True, True]
+
+    assert proxy.hits("/referrers/") > 0  # it was asked, and answered 303 ...
+    assert page.seen == []  # ... which was never followed: no request, no credential there
+    assert {t.username for t in proxy.token_requests} == {GHCR_USER}

@@ -8,7 +8,12 @@ Debian ``docker-registry`` of the fixtures) and adds, on request:
   endpoint that checks Basic credentials and records what it was asked for;
 - ``tags/list`` pagination with ``n``/``last`` and ``Link`` headers
   (distribution v2.8 ignores ``n``; GHCR and distribution v3 paginate);
-- injected failures (``fail``), and a log of every request it saw.
+- injected failures (``fail``), and a log of every request it saw;
+- GHCR's shape (``ghcr_shaped``): Bearer tokens that a push with Basic
+  credentials may skip (as GHCR accepts a PAT over Basic), no ``OCI-Subject``
+  answer, and ``/referrers/`` answered ``303 See Other`` to a rate-limited page
+  on another loopback origin (``RateLimitedPage``: ``429`` with HTML), as GHCR
+  sends it to github.com.
 
 No pytest dependency; use it as a context manager.
 """
@@ -61,6 +66,10 @@ class RegistryProxy(Loopback):
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     service: str = "brokkr-proxy"
+    referrers_redirect: str | None = None
+    """Where ``/referrers/`` is sent with ``303 See Other`` (GHCR: a page of github.com)."""
+    accept_basic: bool = False
+    """With ``bearer``: a request with the right Basic credentials needs no token."""
     token_requests: list[TokenRequest] = field(default_factory=list)
     requests: list[tuple[str, str, int]] = field(default_factory=list)  # method, path, status
     issued_tokens: list[str] = field(default_factory=list, repr=False)
@@ -176,7 +185,10 @@ class RegistryProxy(Loopback):
             return self._token(query, authorization)
         if not path.startswith("/v2/"):
             return 404, [], b"not a registry path"
-        if self.bearer:
+        if self.referrers_redirect is not None and "/referrers/" in path:
+            return 303, [("Location", f"{self.referrers_redirect}{path}")], b""
+        basic_ok = self.accept_basic and authorization == _basic(self.username, self.password)
+        if self.bearer and not basic_ok:
             scope = _scope_of(path, write=method in ("POST", "PUT", "PATCH", "DELETE"))
             token = (
                 authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else ""
@@ -204,6 +216,7 @@ class RegistryProxy(Loopback):
             (k, v.replace(self.upstream.base_url, self.base_url) if k.lower() == "location" else v)
             for k, v in forwarded.headers.items()
             if k.lower() not in _HOP_BY_HOP
+            and not (self.referrers_redirect is not None and k.lower() == "oci-subject")
         ]
         return forwarded.status_code, headers, forwarded.content
 
@@ -248,6 +261,78 @@ class RegistryProxy(Loopback):
             headers.append(("Link", f'<{path}?{query}>; rel="next"'))
         body = json.dumps({"name": document["name"], "tags": page}).encode()
         return 200, headers, body
+
+
+def _basic(username: str | None, password: str | None) -> str | None:
+    if username is None or password is None:
+        return None
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def ghcr_shaped(upstream: RegistryServer, page: RateLimitedPage, **login: str) -> RegistryProxy:
+    """A proxy answering as GHCR does (see the module docstring); ``login``: username, password."""
+    return RegistryProxy(
+        upstream=upstream,
+        bearer=True,
+        accept_basic=True,
+        service="ghcr-shaped",
+        referrers_redirect=page.base_url,
+        **login,
+    )
+
+
+@dataclass
+class RateLimitedPage(Loopback):
+    """Another origin on loopback that answers everything ``429`` with an HTML page.
+
+    It records the path and the ``Authorization`` header (if any) of every request.
+    """
+
+    host: str = "127.0.0.1"
+    seen: list[tuple[str, str | None]] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Self:
+        page = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                page.seen.append((self.path, self.headers.get("Authorization")))
+                body = b"<html><body>Too Many Requests</body></html>"
+                self.send_response(429)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Retry-After", "60")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_HEAD = do_GET
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    @property  # type: ignore[override]
+    def port(self) -> int:
+        assert self._server is not None, "use RateLimitedPage as a context manager"
+        return int(self._server.server_address[1])
 
 
 def _scope_of(path: str, *, write: bool = False) -> str | None:
