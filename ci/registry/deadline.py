@@ -44,7 +44,7 @@ def deadline(seconds: float, *, registry: str, doing: str) -> Iterator[None]:
     """Bound everything the registry client does inside the block to ``seconds`` in all.
 
     An enclosing deadline that ends sooner stays in force. Tasks started inside
-    the block (``asyncio.gather``, task groups) inherit it.
+    the block (``ci.concurrency.run_all``) inherit it.
     """
     now = time.monotonic()
     current = _DEADLINE.get()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
+from ci.concurrency import run_all
 from ci.errors import BrokkrError
 from ci.registry.blobs import Blobs
 from ci.registry.documents import parse_json
@@ -132,30 +132,26 @@ class Describe(Manifests, Blobs):
                     f"{where} lists more than {self._limits.index_platforms} platform manifests "
                     "(the limit for one index, after removing duplicates)"
                 )
-        slots = asyncio.Semaphore(INDEX_FETCH_CONCURRENCY)
         described: dict[tuple[str | None, str], PlatformDescription] = {}
         needs_config = {digest for name, digest in wanted if name is None}
 
         async def one(digest: str) -> None:
-            async with slots:
-                child = await self.get_manifest(
-                    ImageReference(ref.registry, ref.repository, None, digest), sizes[digest]
-                )
-                from_config = (
-                    await self._platform_from_config(child) if digest in needs_config else None
-                )
+            child = await self.get_manifest(
+                ImageReference(ref.registry, ref.repository, None, digest), sizes[digest]
+            )
+            from_config = (
+                await self._platform_from_config(child) if digest in needs_config else None
+            )
             for name, wanted_digest in wanted:
                 if wanted_digest == digest:
                     platform = name if name is not None else from_config
                     assert platform is not None
                     described[(name, digest)] = self._describe(child, platform)
 
-        results = await asyncio.gather(
-            *(one(d) for d in dict.fromkeys(d for _, d in wanted)), return_exceptions=True
+        await run_all(
+            [lambda d=d: one(d) for d in dict.fromkeys(d for _, d in wanted)],
+            limit=INDEX_FETCH_CONCURRENCY,
         )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
         return ImageDescription(
             ref, top.digest, top.media_type, tuple(described[key] for key in wanted)
         )

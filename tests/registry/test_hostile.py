@@ -1240,3 +1240,73 @@ async def test_signing_reads_no_more_of_the_previous_config_than_its_descriptor_
     assert previous is None
     assert peak[0] < 2 * MIB
     assert server.hits("/blobs/") == 1
+
+
+# Fan-outs: every failure reaches the user in the registry's words, never as "TaskGroup" -----
+
+ARM_CONFIG = json.dumps({"os": "linux", "architecture": "arm64"}).encode()
+ARM_MANIFEST = manifest_over(ARM_CONFIG)
+TWO_PLATFORMS = index_of(
+    [
+        {
+            "mediaType": OCI_MANIFEST,
+            "digest": sha256(body),
+            "size": len(body),
+            "platform": {"os": "linux", "architecture": arch},
+        }
+        for body, arch in ((MANIFEST, "amd64"), (ARM_MANIFEST, "arm64"))
+    ]
+)
+
+
+def refusing(*markers: str):
+    """A two-platform image whose requests containing a marker are refused (403), each
+    with a message naming the path it refused."""
+
+    async def handler(request, writer):
+        if any(marker in request.target for marker in markers):
+            message = f"registry-says-no to {request.path.rsplit('/', 1)[1][:20]}"
+            await respond_json(writer, {"errors": [{"code": "DENIED", "message": message}]}, 403)
+        elif request.path.endswith("/manifests/1"):
+            await respond(writer, 200, TWO_PLATFORMS, [("Content-Type", OCI_INDEX)])
+        elif request.path.endswith(f"/manifests/{sha256(ARM_MANIFEST)}"):
+            await respond(writer, 200, ARM_MANIFEST, [("Content-Type", OCI_MANIFEST)])
+        elif request.path.endswith(f"/blobs/{sha256(ARM_CONFIG)}"):
+            await respond(writer, 200, ARM_CONFIG)
+        elif not await serve_image(request, writer):
+            await respond(writer, 404)
+
+    return handler
+
+
+def assert_every_refusal_reported(message: str, count: int) -> None:
+    assert "TaskGroup" not in message
+    assert "sub-exception" not in message
+    assert message.count("registry-says-no to") == count, message
+
+
+@pytest.mark.parametrize(
+    ("markers", "refusals"),
+    [
+        ((f"/manifests/{sha256(MANIFEST)}", f"/manifests/{sha256(ARM_MANIFEST)}"), 2),
+        (("/referrers/",), 2),  # the SBOM lookups
+        ((".sig",), 3),  # the signature lookups: the index and both platforms
+        (("/referrers/", ".sig"), 5),  # both lookups at once
+    ],
+    ids=["platform manifests", "sbom lookups", "signature lookups", "both lookups"],
+)
+async def test_each_inspect_fan_out_reports_every_registry_refusal(markers, refusals):
+    from ci.publishing.inspection import inspect_address
+
+    async with HostileServer(refusing(*markers)) as server:
+        error = await failure(inspect_address(f"{server.registry}/hostile/image:1"))
+    assert_every_refusal_reported(str(error), refusals)
+
+
+async def test_verify_reports_every_registry_refusal():
+    from ci.supply_chain.verify import verify_address
+
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    async with HostileServer(refusing(".sig")) as server:
+        error = await failure(verify_address(server.ref(), key))
+    assert_every_refusal_reported(str(error), 3)
