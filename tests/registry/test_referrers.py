@@ -21,6 +21,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
+from ci.concurrency import run_all
 from ci.errors import BrokkrError
 from ci.publishing import deliver as _deliver
 from ci.publishing import publish as _publish
@@ -550,3 +551,39 @@ async def test_publish_and_inspect_with_credentials_on_a_ghcr_shaped_registry(
     assert proxy.hits("/referrers/") > 0  # it was asked, and answered 303 ...
     assert page.seen == []  # ... which was never followed: no request, no credential there
     assert {t.username for t in proxy.token_requests} == {GHCR_USER}
+
+
+# -- concurrent attaches to one repository ---------------------------------------------------
+
+STRESS_ROUNDS = 200
+STRESS_PLATFORMS = ("linux/amd64", "linux/arm64")
+
+
+async def test_concurrent_attaches_to_one_repository_hold_up(registry: RegistryServer):
+    """Each round attaches an SBOM to every platform manifest of one repository at once (the
+    shared empty config blob uploaded concurrently, as publish does): no round fails, and
+    every SBOM is listed under its subject's tag."""
+    repository = f"t{uuid.uuid4().hex[:10]}/brokkr-broker"
+    push_image(registry.base_url, repository, "1.0.0", platforms=STRESS_PLATFORMS)
+    subjects = list(platform_digests(registry, repository, "1.0.0").values())
+    repo = parse_repository(f"{registry.registry}/{repository}")
+    failures: list[str] = []
+    attached: dict[str, list[str]] = {subject: [] for subject in subjects}
+    async with RegistryClient(backoff=0) as client:
+        for round_number in range(STRESS_ROUNDS):
+
+            async def one(subject: str, round_number: int = round_number) -> None:
+                blob = json.dumps({"round": round_number, "subject": subject}).encode()
+                try:
+                    done = await _referrers.attach(client, repo, subject, blob, artifact_type=SBOM)
+                except BrokkrError as e:
+                    failures.append(f"round {round_number}: {e}")
+                else:
+                    attached[subject].append(done.digest)
+
+            await run_all([lambda s=s: one(s) for s in subjects])
+    assert failures == []
+    for subject in subjects:
+        listed = [e["digest"] for e in fallback_index(registry, repository, subject)["manifests"]]
+        assert listed == attached[subject]
+        assert len(listed) == STRESS_ROUNDS
