@@ -19,6 +19,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ci.access import RegistryAccess
 from ci.errors import BrokkrError
 from ci.publishing.deliver import sign
 from ci.publishing.inspection import image_info, size_table
@@ -1211,7 +1212,7 @@ def signature_tag_handler(layer_or_config: dict, blob: bytes, *, as_config: bool
 
 async def test_verify_reads_no_more_of_a_signature_payload_than_its_layer_says():
     from ci.supply_chain.signing import SIMPLE_SIGNING_MEDIA_TYPE
-    from ci.supply_chain.verify import FAILED, check_manifest
+    from ci.supply_chain.verify import Verdict, check_manifest
 
     blob = b"x" * (8 * MIB)
     handler = signature_tag_handler(
@@ -1222,7 +1223,7 @@ async def test_verify_reads_no_more_of_a_signature_payload_than_its_layer_says()
         repository = ImageReference(server.registry, "hostile/image")
         with peak_memory() as peak:
             check = await within(check_manifest(c, repository, SUBJECT, key, "index"))
-    assert check.status == FAILED
+    assert check.status is Verdict.FAILED
     assert "the size its descriptor gives (300 bytes)" in check.detail
     assert peak[0] < 2 * MIB
 
@@ -1299,7 +1300,7 @@ async def test_each_inspect_fan_out_reports_every_registry_refusal(markers, refu
     from ci.publishing.inspection import inspect_address
 
     async with HostileServer(refusing(*markers)) as server:
-        error = await failure(inspect_address(f"{server.registry}/hostile/image:1"))
+        error = await failure(inspect_address(server.ref(), RegistryAccess()))
     assert_every_refusal_reported(str(error), refusals)
 
 
@@ -1308,5 +1309,5 @@ async def test_verify_reports_every_registry_refusal():
 
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
     async with HostileServer(refusing(".sig")) as server:
-        error = await failure(verify_address(server.ref(), key))
+        error = await failure(verify_address(server.ref(), key, RegistryAccess()))
     assert_every_refusal_reported(str(error), 3)
