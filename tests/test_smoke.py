@@ -160,7 +160,11 @@ async def test_a_failing_build_is_not_called_a_failing_start(recipes: StandInEng
         )
     message = str(info.value)
     assert message.startswith("brokkr-broker for linux/amd64 did not build: ")
-    assert "cargo build" in message
+    # The stage, its base image, the command and the compiler's own words reach the user.
+    assert "stage builder (rust:1.90-slim-bookworm)" in message
+    assert "`cargo auditable build --release --bin brokkr-broker" in message
+    assert "exited 101" in message
+    assert "error[E0425]: cannot find value `x`" in message
     assert "does not start" not in message
 
 

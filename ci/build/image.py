@@ -16,7 +16,7 @@ from dagger import Doc, function, object_type
 
 from ci.build import push as _push
 from ci.build import service as _service
-from ci.build.stages import DEFAULT_UI_PATH, check_starts, compose_variants
+from ci.build.stages import DEFAULT_UI_PATH, check_starts, compose_variants, console_marker
 from ci.rules.components import Component, Stage, component_spec
 from ci.rules.platforms import PLATFORMS, PlatformSpec
 
@@ -107,5 +107,7 @@ async def build_multi(
         source_checked=source_checked,
     )
     names = [t.platform for t in targets]
-    await check_starts(component_spec(component), variants, names)
+    spec = component_spec(component)
+    embedded = await console_marker(source, spec) if spec.rust else None
+    await check_starts(spec, variants, names, embedded=embedded)
     return Image(component=component, variants=variants, platforms=names)

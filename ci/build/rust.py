@@ -42,7 +42,7 @@ installed), as in the Dockerfiles, so every plan leaves the binary in
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import dagger
 from dagger import dag
@@ -163,19 +163,54 @@ def toolchain(plan: BuildPlan) -> dagger.Container:
     return ctr
 
 
-def cacher(plan: BuildPlan, recipe_text: str) -> dagger.Container:
-    """Only the recipe, then `cargo chef cook --release --target T`: the dependency layer."""
+EMBED_UI = "embed-ui"
+"""The broker feature that bakes the operator console's dist/ into the binary (v0.9.1 on)."""
+
+
+def cargo_features(spec: ComponentSpec, *, console: bool) -> tuple[str, ...]:
+    """The cargo features of `spec`'s dependency cook and build: the one place they are chosen.
+
+    `("embed-ui",)` for the broker of a source with a console (`ci/build/console.py`
+    detects it), none otherwise (the seed era, the agent). A dependency cache keyed on
+    the cook must key on this value.
+    """
+    return (EMBED_UI,) if console and spec.rust and spec.name == "brokkr-broker" else ()
+
+
+def feature_args(features: Sequence[str]) -> list[str]:
+    """`--features a,b` for cargo, nothing without features."""
+    return ["--features", ",".join(features)] if features else []
+
+
+def cacher(plan: BuildPlan, recipe_text: str, features: Sequence[str] = ()) -> dagger.Container:
+    """Only the recipe, then `cargo chef cook --release [--features F] --target T`: the
+    dependency layer (with `embed-ui`, rust-embed and mime_guess are in it)."""
     return (
         toolchain(plan)
         .with_new_file(f"{WORKDIR}/{RECIPE}", recipe_text)
         .with_exec(
-            ["cargo", "chef", "cook", "--release", "--recipe-path", RECIPE, *plan.target_args]
+            [
+                "cargo",
+                "chef",
+                "cook",
+                "--release",
+                "--recipe-path",
+                RECIPE,
+                *feature_args(features),
+                *plan.target_args,
+            ]
         )
     )
 
 
 def builder(
-    plan: BuildPlan, spec: ComponentSpec, source: dagger.Directory, recipe_text: str
+    plan: BuildPlan,
+    spec: ComponentSpec,
+    source: dagger.Directory,
+    recipe_text: str,
+    *,
+    features: Sequence[str] = (),
+    console_dist: tuple[str, dagger.Directory] | None = None,
 ) -> dagger.Container:
     """The cacher plus the full source, then `cargo auditable build --release --bin <binary>
     --target T`: cargo-auditable embeds the binary's crate list in its `.dep-v0` section.
@@ -185,14 +220,28 @@ def builder(
     file is touched so cargo sees each workspace crate, and every file it
     embeds, as newer than anything cook compiled, and `cargo clean --package`
     removes the component's own dummy binary, which cook leaves behind.
+
+    `features` go to both the cook and the build; `console_dist` is the
+    (workspace-relative path, directory) of the console bundle the broker embeds.
     """
+    ctr = cacher(plan, recipe_text, features).with_directory(WORKDIR, rust_source(source))
+    if console_dist is not None:
+        path, bundle = console_dist
+        ctr = ctr.with_directory(f"{WORKDIR}/{path}", bundle)
     return (
-        cacher(plan, recipe_text)
-        .with_directory(WORKDIR, rust_source(source))
-        .with_exec(TOUCH_SOURCES)
+        ctr.with_exec(TOUCH_SOURCES)
         .with_exec(["cargo", "clean", "--release", "--package", spec.name, *plan.target_args])
         .with_exec(
-            ["cargo", "auditable", "build", "--release", "--bin", spec.binary, *plan.target_args]
+            [
+                "cargo",
+                "auditable",
+                "build",
+                "--release",
+                "--bin",
+                spec.binary,
+                *feature_args(features),
+                *plan.target_args,
+            ]
         )
     )
 
@@ -249,11 +298,17 @@ def runtime(plan: BuildPlan, spec: ComponentSpec, binary: dagger.File) -> dagger
     return ctr
 
 
-def start_check(spec: ComponentSpec) -> list[str]:
+def start_check(spec: ComponentSpec, embedded: str | None = None) -> list[str]:
     """The runtime image's start check: the binary answers `--help` from the working directory
     (as Brokkr's compose file runs it), and the agent's kubectl runs.
+
+    `embedded` is a file name the console stage wrote into dist/: the check then
+    also proves the binary carries it (`grep -q -a -F <name> ./<binary>`), i.e. the
+    console is inside, not only that the binary runs.
     """
     script = f"./{spec.binary} --help"
     if spec.kubectl:
         script += " && kubectl version --client"
+    if embedded is not None:
+        script += f" && grep -q -a -F {shlex.quote(embedded)} ./{spec.binary}"
     return ["sh", "-c", script]

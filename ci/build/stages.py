@@ -21,13 +21,18 @@ from collections.abc import Sequence
 import dagger
 from dagger import dag
 
+from ci.build import console as _console
+from ci.build import failures as _failures
 from ci.build import rust as _rust
 from ci.build import ui as _ui
 from ci.build.ui import has_lockfile, normalize_ui_path, ui_folder, ui_image
 from ci.concurrency import run_all
-from ci.errors import BrokkrError, first_line
+from ci.errors import BrokkrError
 from ci.rules.components import Component, ComponentSpec, Stage, component_spec
 from ci.rules.platforms import BuildPlan, PlatformSpec, parse_platform, plan_build
+from ci.rules.toolchain import check_fits, toolchain_channel, workspace_rust_version
+
+TOOLCHAIN_FILES: tuple[str, ...] = ("rust-toolchain.toml", "rust-toolchain")
 
 DEFAULT_UI_PATH = "examples/ui"
 WORKSPACE_MANIFEST = "Cargo.toml"
@@ -99,6 +104,8 @@ async def check_rust_source(source: dagger.Directory, spec: ComponentSpec) -> No
     for candidate in candidates:
         path = f"{spec.crate_dir}/{candidate}"
         if await source.exists(path, expected_type=dagger.ExistsType.REGULAR_TYPE):
+            await check_toolchain(source)
+            await _console.detect(source, spec)  # a console's lockfile is checked here too
             return
     looked = " or ".join(f"{spec.crate_dir}/{c}" for c in candidates)
     msg = (
@@ -108,25 +115,67 @@ async def check_rust_source(source: dagger.Directory, spec: ComponentSpec) -> No
     raise BrokkrError(msg)
 
 
+async def check_toolchain(source: dagger.Directory) -> None:
+    """Refuse a source that needs a newer Rust than the pinned Rust image has.
+
+    Reads `rust-toolchain.toml`, `rust-toolchain` and the workspace's
+    `rust-version`; the error names both versions.
+    """
+    wanted: dict[str, str] = {}
+    for name in TOOLCHAIN_FILES:
+        if await source.exists(name, expected_type=dagger.ExistsType.REGULAR_TYPE):
+            channel = toolchain_channel(name, await source.file(name).contents())
+            if channel:
+                wanted[name] = channel
+    manifest = await source.file(WORKSPACE_MANIFEST).contents()
+    if (version := workspace_rust_version(manifest)) is not None:
+        wanted[f"the workspace's rust-version in {WORKSPACE_MANIFEST}"] = version
+    check_fits(wanted)
+
+
 def check_stage(spec: ComponentSpec, stage: Stage) -> None:
-    """Reject a stage the component does not have (the UI has only `runtime`)."""
+    """Reject a stage the component does not have (the UI has only `runtime`, the console
+    stage is the broker's)."""
     if not spec.rust and stage is not Stage.RUNTIME:
         msg = (
             f"the {spec.component.value} image has a single stage, runtime; "
             f"{stage.value} exists only for broker and agent"
         )
         raise BrokkrError(msg)
+    if stage is Stage.CONSOLE and spec.component is not Component.BROKER:
+        msg = f"the console stage is the broker's; {spec.name} has none"
+        raise BrokkrError(msg)
 
 
-async def recipes(plans: Sequence[BuildPlan], source: dagger.Directory) -> dict[str, str]:
-    """The cargo-chef recipe text per build platform of `plans`, planners run concurrently."""
+def no_console_error(spec: ComponentSpec) -> BrokkrError:
+    """The error of `--stage console` on a source without a console."""
+    return BrokkrError(
+        f"this source's {spec.name} embeds no console: the console stage needs "
+        f"{_console.TRUNK_TOML} and the {_console.EMBED_UI_FEATURE} feature in {spec.manifest}"
+    )
+
+
+async def recipes(
+    plans: Sequence[BuildPlan], source: dagger.Directory, image: str = "the workspace"
+) -> dict[str, str]:
+    """The cargo-chef recipe text per build platform of `plans`, planners run concurrently.
+
+    A failing planner is one `BrokkrError` naming `image`, the platform, the
+    stage and the last lines of its output.
+    """
     out: dict[str, str] = {}
+    failures: list[str] = []
     by_platform = {plan.build_platform: plan for plan in plans}
 
     async def run(platform: str, plan: BuildPlan) -> None:
-        out[platform] = await _rust.recipe(_rust.planner(plan, source))
+        try:
+            out[platform] = await _rust.recipe(_rust.planner(plan, source))
+        except dagger.QueryError as e:
+            failures.append(_failures.describe(e, image=image, platform=platform))
 
     await run_all([lambda p=p, b=b: run(p, b) for p, b in by_platform.items()])
+    if failures:
+        raise BrokkrError("; ".join(sorted(failures)) + "; nothing was pushed or returned")
     return out
 
 
@@ -136,11 +185,21 @@ def compose_rust(
     plan: BuildPlan,
     stage: Stage,
     recipe_text: str,
+    console: dagger.Container | None = None,
 ) -> dagger.Container:
-    """The container of a cacher, builder or runtime `stage` built from `recipe_text`."""
+    """The container of a cacher, builder or runtime `stage` built from `recipe_text`.
+
+    With the `console` stage (the broker of a source with a console), the cook
+    and the build get `_rust.cargo_features` (`embed-ui`) and the builder the
+    console's dist/ at crates/brokkr-web/dist.
+    """
+    features = _rust.cargo_features(spec, console=console is not None)
     if stage is Stage.CACHER:
-        return _rust.cacher(plan, recipe_text)
-    built = _rust.builder(plan, spec, source, recipe_text)
+        return _rust.cacher(plan, recipe_text, features)
+    bundle = (
+        (f"{_console.CONSOLE_DIR}/dist", _console.dist(console)) if console is not None else None
+    )
+    built = _rust.builder(plan, spec, source, recipe_text, features=features, console_dist=bundle)
     if stage is Stage.BUILDER:
         return built
     return _rust.runtime(plan, spec, built.file(_rust.binary_path(plan, spec)))
@@ -198,15 +257,44 @@ async def compose_variants(
         return [ui_image(folder, target=t, has_lock=has_lock) for t in targets]
     if not source_checked:
         await check_rust_source(source, spec)
+    found = await _console.detect(source, spec)
+    if stage is Stage.CONSOLE and found is None:
+        raise no_console_error(spec)
     native = await native_platform()
+    # WASM is platform-independent: one console build on the engine's platform serves all.
+    console = _console.console_stage(found, source, native) if found is not None else None
     platforms = [t.platform for t in targets] if targets is not None else [native]
+    if stage is Stage.CONSOLE:
+        assert console is not None
+        return [console for _ in platforms]
+    rust_in = await _console.rust_input(source)
     plans = [plan_build(native=native, target=p, emulate=emulate) for p in platforms]
     if stage is Stage.PLANNER:
-        return [_rust.planner(plan, source) for plan in plans]
-    recipe_texts = await recipes(plans, source)
+        return [_rust.planner(plan, rust_in) for plan in plans]
+    recipe_texts = await recipes(plans, rust_in, spec.name)
     return [
-        compose_rust(source, spec, plan, stage, recipe_texts[plan.build_platform]) for plan in plans
+        compose_rust(rust_in, spec, plan, stage, recipe_texts[plan.build_platform], console)
+        for plan in plans
     ]
+
+
+async def console_marker(source: dagger.Directory, spec: ComponentSpec) -> str | None:
+    """A file name the console stage wrote into dist/ (builds the console), or None without one.
+
+    The broker's start check greps its binary for it (`start_check`).
+    """
+    found = await _console.detect(source, spec)
+    if found is None:
+        return None
+    bundle = _console.dist(_console.console_stage(found, source, await native_platform()))
+    try:
+        return await _console.marker(bundle)
+    except dagger.QueryError as e:
+        platform = await native_platform()
+        raise BrokkrError(
+            _failures.describe(e, image=f"{spec.name}'s console", platform=platform)
+            + "; nothing was pushed or returned"
+        ) from e
 
 
 async def build_stage(
@@ -230,26 +318,33 @@ async def build_stage(
     return ctr
 
 
-def start_check(spec: ComponentSpec) -> list[str]:
+def start_check(spec: ComponentSpec, embedded: str | None = None) -> list[str]:
     """The exec that shows `spec`'s runtime image starts.
 
     Broker and agent: `./brokkr-<component> --help` from the working directory
-    `/usr/local/bin`, and for the agent `kubectl version --client`. UI: node
-    runs and resolves the command of the app's start script (`react-scripts`
-    for Brokkr's UI) in `node_modules/.bin` or on `PATH`.
+    `/usr/local/bin`, and for the agent `kubectl version --client`. A broker
+    with a console (`embedded`: a file name trunk wrote into dist/) must also
+    carry that name in its binary. UI: node runs and resolves the command of
+    the app's start script (`react-scripts` for Brokkr's UI) in
+    `node_modules/.bin` or on `PATH`.
     """
-    return _rust.start_check(spec) if spec.rust else list(_ui.START_CHECK)
+    return _rust.start_check(spec, embedded) if spec.rust else list(_ui.START_CHECK)
 
 
 async def check_starts(
-    spec: ComponentSpec, images: Sequence[dagger.Container], platforms: Sequence[str]
+    spec: ComponentSpec,
+    images: Sequence[dagger.Container],
+    platforms: Sequence[str],
+    *,
+    embedded: str | None = None,
 ) -> None:
     """Build each of `images` (`platforms[i]` is the platform of `images[i]`) and run its check.
 
     All run concurrently. Raises one `BrokkrError` listing every image that did
-    not build or whose start check failed, with the check's output.
+    not build (with the failing stage and the last lines of its output) or
+    whose start check failed, with the check's output.
     """
-    check = start_check(spec)
+    check = start_check(spec, embedded)
     failures: list[str] = []
 
     async def one(image: dagger.Container, platform: str) -> None:
@@ -257,7 +352,7 @@ async def check_starts(
             await image.with_exec(check).stdout()
         except dagger.ExecError as e:
             if list(e.command)[-len(check) :] != check:
-                failures.append(f"{spec.name} for {platform} did not build: {first_line(e)}")
+                failures.append(_failures.describe(e, image=spec.name, platform=platform))
                 return
             output = f"{e.stdout}\n{e.stderr}".strip()[-CHECK_OUTPUT_LIMIT:] or "(no output)"
             failures.append(
@@ -265,7 +360,7 @@ async def check_starts(
                 f"exited {e.exit_code}; output:\n{output}"
             )
         except dagger.QueryError as e:
-            failures.append(f"{spec.name} for {platform} did not build: {first_line(e)}")
+            failures.append(_failures.describe(e, image=spec.name, platform=platform))
 
     await run_all([lambda i=i, p=p: one(i, p) for i, p in zip(images, platforms, strict=True)])
     if failures:
@@ -299,5 +394,7 @@ async def build_image(
         emulate=emulate,
         ui_path=ui_path,
     )
-    await check_starts(component_spec(component), [image], [str(await image.platform())])
+    spec = component_spec(component)
+    embedded = await console_marker(source, spec) if spec.rust else None
+    await check_starts(spec, [image], [str(await image.platform())], embedded=embedded)
     return image

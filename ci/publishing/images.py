@@ -11,10 +11,11 @@ from collections.abc import Sequence
 
 import dagger
 
+from ci.build import failures as _failures
 from ci.build import image as _image
 from ci.build.stages import check_source, native_platform
 from ci.concurrency import run_all
-from ci.errors import BrokkrError, first_line
+from ci.errors import BrokkrError
 from ci.publishing.plan import Target, pinned_first
 from ci.publishing.request import PublishRequest
 from ci.rules.components import Component, component_spec
@@ -99,7 +100,7 @@ async def build(
             # ID instead of resolving the whole build graph again.
             variants[name][index] = await variants[name][index].sync()
         except dagger.QueryError as e:
-            failures.append(f"{name} for {platform.platform}: {first_line(e)}")
+            failures.append(_failures.describe(e, image=name, platform=platform.platform))
             return
         if not read_sboms or failures:  # after a failed build nothing is pushed
             return

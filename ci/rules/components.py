@@ -47,6 +47,10 @@ class Stage(enum.Enum):
     RUNTIME = "runtime"
     """The final image: runtime libraries, the binary, port and entrypoint."""
 
+    CONSOLE = "console"
+    """The broker's operator console (v0.9.1 on): `trunk build --release` over
+    crates/brokkr-web; its dist/ is embedded with `--features embed-ui`."""
+
 
 BROKKR_USER = "brokkr"
 """The name of the non-root user (and group) the broker and agent run as."""

@@ -83,6 +83,39 @@ KUBECTL_SHA256: Mapping[str, str] = MappingProxyType(
 RUNTIME_PACKAGES: tuple[str, ...] = ("ca-certificates", "libpq5", "libssl3", "curl")
 """Debian packages of the broker and agent runtime images."""
 
+RUST_IMAGE_VERSION: tuple[int, int] = (1, 90)
+"""The Rust release of `RUST_IMAGE` (major, minor): a source whose `rust-toolchain[.toml]` or
+workspace `rust-version` asks for a newer one is refused before any work."""
+
+# The operator console (v0.9.1 and later: crates/brokkr-web, built by trunk).
+#
+# Every console tool is built from crates.io with `cargo install --locked --version X`,
+# never downloaded as a release binary: the engine would fetch a GitHub release with
+# `dag.http(checksum=…)`, but GitHub is not reachable from where these pins were set, so
+# no published checksum could be verified here, and a checksum nobody verified is not a
+# pin. `--locked` builds each tool from the versions its own Cargo.lock pins. trunk runs
+# with `--offline` and the versions below in `TRUNK_TOOLS_*`, so it uses these installed
+# tools and never downloads "latest" ones itself (Brokkr's Dockerfile lets it).
+
+WASM_TARGET = "wasm32-unknown-unknown"
+"""The rustup target the console compiles to."""
+
+TRUNK_VERSION = "0.21.14"
+"""trunk, the console's bundler (`trunk build --release`)."""
+
+WASM_OPT_CRATE_VERSION = "0.116.1"
+"""The `wasm-opt` crate, which builds binaryen's `wasm-opt` binary from source (needs a C++
+compiler: `CONSOLE_BUILD_PACKAGES`). Installed only when the console's `index.html` asks
+trunk for wasm-opt (Brokkr's: `data-wasm-opt="z"`, which runs it in release builds)."""
+
+WASM_OPT_TRUNK_VERSION = "version_116"
+"""The binaryen version that crate's binary reports, as trunk names it (`TRUNK_TOOLS_WASM_OPT`)."""
+
+CONSOLE_BUILD_PACKAGES: tuple[str, ...] = ("g++", "pkg-config", "libssl-dev")
+"""Debian packages the console stage installs before the cargo installs: g++ for the
+`wasm-opt` crate's binaryen; pkg-config and libssl-dev for a tool dependency linking OpenSSL
+(the Rust stages install the same two)."""
+
 
 def kubectl_url(arch: str) -> str:
     """The `dl.k8s.io` URL of the pinned linux kubectl binary for `arch`."""

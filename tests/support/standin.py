@@ -54,6 +54,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_WORKSPACE = ROOT / "tests" / "fixtures" / "brokkr"
+FIXTURE_V091 = ROOT / "tests" / "fixtures" / "brokkr-v091"
+"""Brokkr as at v0.9.1 (df0be43): the trunk console, `embed-ui`, ui-slim with a `file:` SDK."""
 SCHEMA_FILE = ROOT / "tests" / "schema" / "schema-v0.21.8.types.graphqls"
 ENGINE_VERSION = "v0.21.8"
 
@@ -70,6 +72,8 @@ EVALUATING = frozenset(
         "export",
         "exportImage",
         "contents",
+        "entries",
+        "glob",
     }
 )
 
@@ -289,6 +293,11 @@ class StandInEngine:
             # What `Container.file(path).contents()` answers, by path: a string, or a
             # function of the container node (e.g. a recipe derived from its source).
             self.container_files: dict[str, str | Callable[[Node], str]] = {}
+            # What `Container.directory(path)` holds, by path: {relative path: bytes}, or a
+            # function of the container node (e.g. the files trunk writes into dist/).
+            self.container_dirs: dict[
+                str, dict[str, bytes] | Callable[[Node], dict[str, bytes]]
+            ] = {}
             self._handlers: dict[tuple[str, str], Handler] = {}
             self._failures: list[
                 tuple[
@@ -892,9 +901,19 @@ def _excluded(rel: str, exclude: list[str], include: list[str]) -> bool:
     return bool(exclude) and PatternMatcher(exclude).matches(rel)
 
 
-def directory_files(node: Node) -> dict[str, bytes]:
-    """The files of a Directory node, for chains the stand-in can evaluate."""
+def directory_files(node: Node, engine: StandInEngine | None = None) -> dict[str, bytes]:
+    """The files of a Directory node, for chains the stand-in can evaluate.
+
+    A container's directory is answered from `engine.container_dirs`.
+    """
     field, args = node.field, node.args
+    if field == "directory" and node.parent is not None and node.parent.type_name == "Container":
+        path = str(args["path"])
+        answer = engine.container_dirs.get(path) if engine is not None else None
+        if answer is None:
+            msg = f"the stand-in engine has no files for {node.describe()}"
+            raise graphql.GraphQLError(msg)
+        return dict(answer if isinstance(answer, dict) else answer(node.parent))
     if field == "directory" and node.parent is not None and node.parent.type_name == "Host":
         return _host_files(
             str(args["path"]), list(args.get("exclude") or []), list(args.get("include") or [])
@@ -904,7 +923,7 @@ def directory_files(node: Node) -> dict[str, bytes]:
     if node.parent is None or node.parent.type_name != "Directory":
         msg = f"the stand-in engine cannot list the files of {node.describe()}"
         raise graphql.GraphQLError(msg)
-    files = directory_files(node.parent)
+    files = directory_files(node.parent, engine)
     path = str(args.get("path", "")).strip("/")
     if field == "directory":
         prefix = f"{path}/" if path not in ("", ".") else ""
@@ -921,7 +940,7 @@ def directory_files(node: Node) -> dict[str, bytes]:
     if field == "withFile":
         return {**files, path: file_contents(args["source"])}
     if field == "withDirectory":
-        sub = directory_files(args["source"])
+        sub = directory_files(args["source"], engine)
         excl, incl = list(args.get("exclude") or []), list(args.get("include") or [])
         prefix = f"{path}/" if path not in ("", ".") else ""
         added = {f"{prefix}{k}": v for k, v in sub.items() if not _excluded(k, excl, incl)}
@@ -950,9 +969,9 @@ def file_contents(node: Node) -> bytes:
     raise graphql.GraphQLError(msg)
 
 
-def _dir_exists(_engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> bool:
+def _dir_exists(engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> bool:
     assert node is not None
-    files = directory_files(node)
+    files = directory_files(node, engine)
     path = str(args["path"]).strip("/")
     is_file = path in files
     is_dir = any(k.startswith(f"{path}/") for k in files) or path in ("", ".")
@@ -964,9 +983,9 @@ def _dir_exists(_engine: StandInEngine, node: Node | None, args: dict[str, Any])
     return is_file or is_dir
 
 
-def _dir_entries(_engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> list[str]:
+def _dir_entries(engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> list[str]:
     assert node is not None
-    files = directory_files(node)
+    files = directory_files(node, engine)
     path = str(args.get("path") or "").strip("/")
     prefix = f"{path}/" if path not in ("", ".") else ""
     names = {k[len(prefix) :].split("/", 1)[0] for k in files if k.startswith(prefix)}
@@ -976,10 +995,10 @@ def _dir_entries(_engine: StandInEngine, node: Node | None, args: dict[str, Any]
     return sorted(names)
 
 
-def _dir_glob(_engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> list[str]:
+def _dir_glob(engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> list[str]:
     assert node is not None
     match = PatternMatcher._compile(posixpath.normpath(str(args["pattern"])))
-    return sorted(k for k in directory_files(node) if match(k))
+    return sorted(k for k in directory_files(node, engine) if match(k))
 
 
 def _file_contents(engine: StandInEngine, node: Node | None, _args: dict[str, Any]) -> str:
