@@ -223,6 +223,7 @@ async def check_source(
         await check_rust_source(source, spec)
     else:
         await ui_folder(source, ui_path)
+        await _ui.local_dependencies(source, ui_path)
 
 
 async def compose_variants(
@@ -252,9 +253,15 @@ async def compose_variants(
             has_lock = await has_lockfile(folder)
         else:
             folder, has_lock = await ui_folder(source, ui_path)
+        local = tuple(await _ui.local_dependencies(source, ui_path))
         if targets is None:
             targets = [parse_platform(await native_platform())]
-        return [ui_image(folder, target=t, has_lock=has_lock) for t in targets]
+        return [
+            ui_image(
+                folder, target=t, has_lock=has_lock, source=source, ui_path=ui_path, local=local
+            )
+            for t in targets
+        ]
     if not source_checked:
         await check_rust_source(source, spec)
     found = await _console.detect(source, spec)

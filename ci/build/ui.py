@@ -16,11 +16,23 @@ versions the lock pins. Without a lockfile the install is `npm install`.
 
 `PORT` is set to the exposed port (3001): `npm start` of a Create React App
 listens on `$PORT`, default 3000.
+
+Local `file:` dependencies (Brokkr v0.9.1's `examples/ui-slim` depends on
+`file:../../sdks/typescript/brokkr-client`): each folder a `file:` path of the
+app's `package.json` names must be inside the source; it is copied to the same
+relative place under `/app` (the app then lives at `/app/<ui path>`, so the
+relative path resolves), installed, and built (`npm run build`) when its
+`package.json` has a build script, all before the app's own install. Only
+those folders are copied, never the rest of the source; a path leaving the
+source is refused before any work. An app without `file:` dependencies is
+built exactly as before (at `/app`).
 """
 
 from __future__ import annotations
 
+import json
 import posixpath
+from dataclasses import dataclass
 
 import dagger
 from dagger import dag
@@ -128,27 +140,131 @@ async def has_lockfile(folder: dagger.Directory) -> bool:
     return await folder.exists("package-lock.json", expected_type=dagger.ExistsType.REGULAR_TYPE)
 
 
+DEPENDENCY_SECTIONS: tuple[str, ...] = ("dependencies", "devDependencies", "optionalDependencies")
+"""The package.json sections whose `file:` entries npm installs for the app."""
+
+BUILD: list[str] = ["npm", "run", "build"]
+"""The build of a local dependency that has a build script."""
+
+
+@dataclass(frozen=True)
+class LocalDependency:
+    """A folder of the source the UI app depends on through a `file:` path."""
+
+    path: str
+    """Its path in the source, e.g. `sdks/typescript/brokkr-client`."""
+    has_lock: bool
+    """It has a package-lock.json (installed with `npm ci`)."""
+    has_build: bool
+    """Its package.json has a build script (`npm run build` runs after its install)."""
+
+
+def file_paths(package_json: str, ui_path: str) -> list[tuple[str, str]]:
+    """`(name, source path)` of every `file:` dependency of the app at `ui_path`.
+
+    Raises `BrokkrError` for a package.json that is not JSON and for a `file:`
+    path that leaves the source (absolute, or `..` above its root).
+    """
+    try:
+        package = json.loads(package_json)
+    except json.JSONDecodeError as exc:
+        msg = f"{ui_path}/package.json is not valid JSON: {exc}"
+        raise BrokkrError(msg) from exc
+    found: list[tuple[str, str]] = []
+    for section in DEPENDENCY_SECTIONS:
+        deps = package.get(section) if isinstance(package, dict) else None
+        if not isinstance(deps, dict):
+            continue
+        for name, spec in deps.items():
+            if not isinstance(spec, str) or not spec.startswith("file:"):
+                continue
+            rel = spec[len("file:") :]
+            resolved = posixpath.normpath(posixpath.join(ui_path, rel))
+            if rel.startswith("/") or resolved == ".." or resolved.startswith("../"):
+                msg = (
+                    f"{ui_path}/package.json depends on {name!r} through {spec!r}, which leaves "
+                    "the source: only file: paths inside the source can be built"
+                )
+                raise BrokkrError(msg)
+            if resolved == ui_path or resolved == ".":
+                msg = f"{ui_path}/package.json depends on {name!r} through {spec!r}: itself"
+                raise BrokkrError(msg)
+            if (name, resolved) not in found:
+                found.append((name, resolved))
+    return found
+
+
+async def local_dependencies(source: dagger.Directory, ui_path: str) -> list[LocalDependency]:
+    """The app's `file:` dependencies, checked: each is a folder of the source with a
+    package.json. Reads only; `BrokkrError` names the path looked for."""
+    path = normalize_ui_path(ui_path)
+    text = await source.file(f"{path}/package.json").contents()
+    out: list[LocalDependency] = []
+    for name, dep in file_paths(text, path):
+        manifest = f"{dep}/package.json"
+        if not await source.exists(manifest, expected_type=dagger.ExistsType.REGULAR_TYPE):
+            msg = (
+                f"{path}/package.json depends on {name!r} through a file: path, but the "
+                f"source has no {manifest}"
+            )
+            raise BrokkrError(msg)
+        try:
+            scripts = json.loads(await source.file(manifest).contents()).get("scripts") or {}
+        except (json.JSONDecodeError, AttributeError) as exc:
+            msg = f"{manifest} is not a valid package.json: {exc}"
+            raise BrokkrError(msg) from exc
+        has_lock = await has_lockfile(source.directory(dep))
+        has_build = isinstance(scripts, dict) and "build" in scripts
+        out.append(LocalDependency(path=dep, has_lock=has_lock, has_build=has_build))
+    return out
+
+
 def install_command(*, has_lock: bool) -> list[str]:
     """The install exec: `LOCKED_INSTALL` under `sh -c` with a lockfile, else `npm install`."""
     return ["sh", "-c", LOCKED_INSTALL] if has_lock else list(UNLOCKED_INSTALL)
 
 
-def ui_image(folder: dagger.Directory, *, target: PlatformSpec, has_lock: bool) -> dagger.Container:
-    """The UI runtime image for `target` from the checked UI `folder`."""
+def ui_image(
+    folder: dagger.Directory,
+    *,
+    target: PlatformSpec,
+    has_lock: bool,
+    source: dagger.Directory | None = None,
+    ui_path: str = "",
+    local: tuple[LocalDependency, ...] = (),
+) -> dagger.Container:
+    """The UI runtime image for `target` from the checked UI `folder`.
+
+    With `local` dependencies (read from `source`), each is copied to
+    `/app/<its path>`, installed and built first; the app is then at
+    `/app/<ui_path>`.
+    """
     port = COMPONENTS[Component.UI].port
-    ctr = (
-        dag.container(platform=dagger.Platform(target.platform))
-        .from_(NODE_IMAGE)
-        .with_workdir(APP_DIR)
-        .with_file(f"{APP_DIR}/package.json", folder.file("package.json"))
-    )
+    ctr = dag.container(platform=dagger.Platform(target.platform)).from_(NODE_IMAGE)
+    app_dir = APP_DIR
+    if local:
+        assert source is not None
+        app_dir = f"{APP_DIR}/{normalize_ui_path(ui_path)}"
+        for dep in local:
+            dep_dir = f"{APP_DIR}/{dep.path}"
+            ctr = (
+                ctr.with_directory(dep_dir, source.directory(dep.path), exclude=list(UI_EXCLUDE))
+                .with_workdir(dep_dir)
+                .with_mounted_cache(NPM_CACHE, dag.cache_volume(NPM_CACHE_VOLUME))
+                .with_exec(install_command(has_lock=dep.has_lock))
+            )
+            if dep.has_build:
+                ctr = ctr.with_exec(BUILD)
+            ctr = ctr.without_mount(NPM_CACHE)
+    ctr = ctr.with_workdir(app_dir)
+    ctr = ctr.with_file(f"{app_dir}/package.json", folder.file("package.json"))
     if has_lock:
-        ctr = ctr.with_file(f"{APP_DIR}/package-lock.json", folder.file("package-lock.json"))
+        ctr = ctr.with_file(f"{app_dir}/package-lock.json", folder.file("package-lock.json"))
     return (
         ctr.with_mounted_cache(NPM_CACHE, dag.cache_volume(NPM_CACHE_VOLUME))
         .with_exec(install_command(has_lock=has_lock))
         .without_mount(NPM_CACHE)
-        .with_directory(APP_DIR, folder, exclude=list(UI_EXCLUDE))
+        .with_directory(app_dir, folder, exclude=list(UI_EXCLUDE))
         .with_env_variable("PORT", str(port))
         .with_exposed_port(port)
         .with_default_args(["npm", "start"])

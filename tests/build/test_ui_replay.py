@@ -40,7 +40,14 @@ import pytest
 from ci.build import stages as _build
 from ci.build import ui as _ui
 from ci.rules.components import COMPONENTS, Component
-from tests.support.standin import ModuleCaller, Node, StandInEngine, directory_files, file_contents
+from tests.support.standin import (
+    FIXTURE_V091,
+    ModuleCaller,
+    Node,
+    StandInEngine,
+    directory_files,
+    file_contents,
+)
 
 INSTALL_TIMEOUT = 240  # seconds for one exec (npm ci, then npm install, from the registry)
 CHECK_TIMEOUT = 30
@@ -259,6 +266,50 @@ async def test_ui_image_installs_a_stale_lock_and_answers_on_3001(
         status, body = http_answer(UI_PORT, process)
     assert status == 200
     assert "<h1>Brokkr UI</h1>" in body
+
+
+async def test_ui_slim_builds_its_file_sdk_first_and_answers_on_3001(
+    engine: StandInEngine, tmp_path: Path
+):
+    # Brokkr v0.9.1's demo UI: examples/ui-slim depends on the client SDK through
+    # file:../../sdks/typescript/brokkr-client, whose dist/ exists only after its build.
+    require("node", "npm")
+    if not port_is_free(UI_PORT):
+        pytest.fail(f"port {UI_PORT} is already in use on this machine; the replay needs it")
+    from dagger import dag
+
+    v091 = ModuleCaller(engine, await dag.host().directory(str(FIXTURE_V091)).id())
+    image_id = await v091.call(
+        "build", component="UI", platform="linux/amd64", ui_path="examples/ui-slim"
+    )
+    image = engine.node(image_id)
+    # Only what the file: path names is copied from the source, never the rest of it.
+    copied = {
+        n.args["path"]: sorted(directory_files(n.args["source"]))
+        for n in image.calls("withDirectory")
+    }
+    assert copied == {
+        "/app/sdks/typescript/brokkr-client": ["build.js", "package.json", "src/client.js"],
+        "/app/examples/ui-slim": ["package-lock.json", "package.json", "server.js"],
+    }
+
+    replay = Replay(tmp_path / "image")
+    for node in image.chain():
+        replay.apply(node)
+    ran = [(a, replay.host(".")) for a, _ in replay.logs]
+    assert [a for a, _ in ran][:2] == [["npm", "install"], _ui.BUILD]
+    sdk = replay.host("/app/sdks/typescript/brokkr-client")
+    assert (sdk / "dist/index.js").is_file()  # built before the app's install
+    app = replay.host("/app/examples/ui-slim")
+    assert replay.workdir == "/app/examples/ui-slim"
+    assert (app / "node_modules/@colliery-io/brokkr-client").resolve() == sdk.resolve()
+
+    done = replay.run(_ui.START_CHECK, CHECK_TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    with started(replay, replay.entrypoint + replay.default_args) as process:
+        status, body = http_answer(UI_PORT, process)
+    assert status == 200
+    assert "broker API: http://localhost:3000/api/v1" in body
 
 
 # -- the install script and the start check, on their own -----------------------
