@@ -12,16 +12,19 @@ compared on the native graph as well as the cross one.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 from dagger import dag
 
+from ci.build import console as _console
 from ci.build import rust as _rust
 from ci.build import ui as _ui
 from ci.build.stages import build_image, build_stage
 from ci.rules.components import COMPONENTS, Component, Stage
 from ci.rules.platforms import parse_platform
+from ci.rules.versions import CONSOLE_BUILD_PACKAGES
 from tests.build.test_stages import (
     RECIPE_PATH,
     brokkr_shaped,
@@ -42,7 +45,13 @@ from tests.support.dockerfile import (
     substitute,
 )
 from tests.support.dockerfile import Stage as DockerStage
-from tests.support.standin import FIXTURE_WORKSPACE, Node, StandInEngine, directory_files
+from tests.support.standin import (
+    FIXTURE_V091,
+    FIXTURE_WORKSPACE,
+    Node,
+    StandInEngine,
+    directory_files,
+)
 
 DOCKERFILES = Path(__file__).resolve().parents[2] / "dockerfiles"
 CROSS = {"BUILDARCH": "amd64", "TARGETARCH": "arm64"}
@@ -280,3 +289,103 @@ def test_ui_dockerfile_ignores_what_the_pipeline_excludes():
     # The UI's context is the whole repository: it may ignore more (the Rust
     # build output), never less than the pipeline drops from the UI folder.
     assert ignored >= dockerignore_patterns(_ui.UI_EXCLUDE)
+
+
+# -- Brokkr v0.9.1 and later: Dockerfile.broker-console ----------------------------
+
+
+def console_dockerfile() -> Dockerfile:
+    return parse((DOCKERFILES / "Dockerfile.broker-console").read_text())
+
+
+def test_each_broker_dockerfile_says_which_era_it_serves():
+    seed = (DOCKERFILES / "Dockerfile.broker").read_text().splitlines()[1]
+    today = (DOCKERFILES / "Dockerfile.broker-console").read_text().splitlines()[1]
+    assert "seed-era" in seed
+    assert "v0.9.1 and later" in today
+
+
+async def test_console_dockerfile_matches_the_v091_graph(engine: StandInEngine):
+    engine.container_files[RECIPE_PATH] = recipe_of
+    engine.container_dirs[_console.DIST_PATH] = {"brokkr-web-1_bg.wasm": b"\0asm"}
+    df = console_dockerfile()
+    source = dag.host().directory(str(FIXTURE_V091))
+    ctr = await build_stage(
+        source, component=Component.BROKER, stage=Stage.BUILDER, platform="linux/amd64"
+    )
+    builder = engine.node(await ctr.id())
+    (copy,) = [
+        n for n in builder.calls("withDirectory") if n.args["path"] == "/app/crates/brokkr-web/dist"
+    ]
+    console = copy.args["source"].parent
+    assert console is not None
+
+    # The console stage: same base, platform, packages, tools, environment, build.
+    stage = df.stage("console")
+    assert stage.platform == "$BUILDPLATFORM"
+    assert stage.base == console.base_image()
+    wasm_bindgen = stage.args()["WASM_BINDGEN_VERSION"]
+    assert wasm_bindgen == "0.2.126"  # what the console's Cargo.lock locks
+    variables = {"WASM_BINDGEN_VERSION": wasm_bindgen}
+    commands = run_commands(stage, variables)
+    assert packages_of(commands) == installed(console) == list(CONSOLE_BUILD_PACKAGES)
+    assert [c for c in commands if c[0] not in ("apt-get", "rm")] == [
+        a for a in console.execs() if a[:2] != ["sh", "-c"]
+    ]
+    assert {k: substitute(v, variables) for k, v in stage.env().items()} == console.env()
+    assert stage.workdir() == console.last("withWorkdir").args["path"]
+
+    # cook and build with embed-ui; the dist where the broker's rust-embed folder points.
+    chef, _toolchain, cacher, build = df.lineage("builder", NATIVE)
+    variables = {**NATIVE, **_toolchain.env()}
+    cargo = cargo_commands([chef, cacher, build], variables)
+    assert cargo == [a for a in builder.execs() if a[0] == "cargo"]
+    dist = [c for c in build.of("COPY") if c.flag("from") == "console"]
+    assert [c.value for c in dist] == [f"{_console.DIST_PATH} crates/brokkr-web/dist"]
+    # Neither the planner nor the builder keeps the console crate's source.
+    for name in ("planner", "builder"):
+        assert ["rm", "-rf", _console.CONSOLE_DIR] in run_commands(df.stage(name), {})
+
+
+async def test_console_dockerfile_sends_what_the_pipeline_copies(
+    recipes: StandInEngine, tmp_path: Path
+):
+    workspace = tmp_path / "src"
+    shutil.copytree(FIXTURE_V091, workspace)
+    (workspace / "crates/brokkr-web/dist").mkdir()
+    (workspace / "crates/brokkr-web/dist/index.html").write_text("stale")
+    (workspace / "crates/brokkr-web/target").mkdir()
+    (workspace / "crates/brokkr-web/target/x").write_text("build output")
+    everything = [p.relative_to(workspace).as_posix() for p in workspace.rglob("*") if p.is_file()]
+    text = (DOCKERFILES / "Dockerfile.broker-console.dockerignore").read_text()
+    sends = dockerignore_sends(text, everything)
+    recipes.container_dirs[_console.DIST_PATH] = {"x_bg.wasm": b""}
+    ctr = await build_stage(
+        dag.host().directory(str(workspace)),
+        component=Component.BROKER,
+        stage=Stage.BUILDER,
+        platform=None,
+    )
+    builder = recipes.node(await ctr.id())
+    (workspace_copy,) = [n for n in builder.calls("withDirectory") if n.args["path"] == "/app"]
+    rust = set(directory_files(workspace_copy.args["source"]))
+    # The context holds the workspace the pipeline copies plus the console crate.
+    console_dir = f"{_console.CONSOLE_DIR}/"
+    assert {p for p in sends if not p.startswith(console_dir)} == rust
+    (console_copy,) = [
+        n for n in builder.calls("withDirectory") if n.args["path"] == "/app/crates/brokkr-web/dist"
+    ]
+    console = console_copy.args["source"].parent
+    assert console is not None
+    step = next(
+        n for n in console.calls("withDirectory") if n.args["path"] == "/app/crates/brokkr-web"
+    )
+    excluded = [e for e in step.args["exclude"] if not e.startswith("**/")]
+    console_files = {
+        p
+        for p in directory_files(step.args["source"])
+        if not any(p.startswith(e) for e in excluded) and "node_modules/" not in p
+    }
+    assert {p.removeprefix(console_dir) for p in sends if p.startswith(console_dir)} == set(
+        console_files
+    )
