@@ -182,7 +182,13 @@ class Brokkr:
     async def stage(
         self,
         component: Annotated[Component, Doc("The image: broker, agent or ui")],
-        stage: Annotated[Stage, Doc("planner, cacher, builder or runtime (ui has only runtime)")],
+        stage: Annotated[
+            Stage,
+            Doc(
+                "planner, cacher, builder, runtime or console (ui has only runtime; console "
+                "is the broker's trunk build on Brokkr v0.9.1 and later)"
+            ),
+        ],
         platform: Annotated[
             dagger.Platform | None, Doc("Target platform (default: the engine's own)")
         ] = None,

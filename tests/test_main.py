@@ -226,7 +226,7 @@ async def test_bad_platform_is_refused_before_any_work(brokkr: ModuleCaller, eng
 async def test_function_signatures_as_the_cli_sees_them(brokkr: ModuleCaller):
     mod = await brokkr.typedefs()
     assert mod.enums["Component"] == ["BROKER", "AGENT", "UI"]
-    assert mod.enums["Stage"] == ["PLANNER", "CACHER", "BUILDER", "RUNTIME"]
+    assert mod.enums["Stage"] == ["PLANNER", "CACHER", "BUILDER", "RUNTIME", "CONSOLE"]
     fns = mod.objects["Brokkr"].functions
     assert {"tags", "build", "stage", "image", "publish", "inspect", "list_tags", "sizes"} <= set(
         fns

@@ -13,6 +13,11 @@ which reads the planner's output:
                                  full source, clean the crate, `cargo auditable build … --target T`
     runtime(plan, spec, binary)  debian:bookworm-slim for the target platform, run as 10001:10001
 
+Brokkr v0.9.1 and later: the broker's cook and build get `cargo_features`
+(`embed-ui`, the one place the features are chosen) and the builder the
+operator console's dist/ (built by `ci/build/console.py`) at
+crates/brokkr-web/dist.
+
 Inputs: the planner and the builder see only what cargo reads, the workspace
 `SOURCE_INCLUDE` (`Cargo.toml`, `Cargo.lock`, `crates/`, and `.cargo/` and
 `rust-toolchain[.toml]` when present) minus build output (`SOURCE_EXCLUDE`),
