@@ -21,6 +21,7 @@ from ci.build import image as _image
 from ci.build import stages as _build
 from ci.errors import BrokkrError
 from ci.rules.components import COMPONENTS, Component, Stage
+from ci.rules.platforms import parse_platform
 from ci.rules.versions import TRUNK_VERSION, WASM_OPT_CRATE_VERSION, WASM_OPT_TRUNK_VERSION
 from tests.build.test_stages import RECIPE_PATH, engine_work, recipe_of
 from tests.support.standin import (
@@ -30,6 +31,9 @@ from tests.support.standin import (
     StandInEngine,
     directory_files,
 )
+
+AMD64 = parse_platform("linux/amd64")
+ARM64 = parse_platform("linux/arm64")
 
 WASM = "brokkr-web-5f2c1a_bg.wasm"
 DIST = {
@@ -127,7 +131,7 @@ def test_wasm_opt_is_needed_unless_the_rust_link_switches_it_off():
 
 async def test_the_broker_embeds_the_trunk_console(recipes: StandInEngine):
     ctr = await _build.build_stage(
-        source(), component=Component.BROKER, stage=Stage.BUILDER, platform="linux/amd64"
+        source(), component=Component.BROKER, stage=Stage.BUILDER, platform=AMD64
     )
     builder = await node_of(recipes, ctr)
     triple = ["--target", "x86_64-unknown-linux-gnu"]
@@ -236,9 +240,7 @@ async def test_stage_console_returns_the_console_build(recipes: StandInEngine):
 
 
 async def test_arm64_reuses_the_one_native_console_build(recipes: StandInEngine):
-    image = await _image.build_multi(
-        source(), component=Component.BROKER, platforms=["linux/amd64", "linux/arm64"]
-    )
+    image = await _image.build_multi(source(), component=Component.BROKER, platforms=[AMD64, ARM64])
     builders = [
         producer.parent
         for variant in image.variants
@@ -256,7 +258,7 @@ async def test_arm64_reuses_the_one_native_console_build(recipes: StandInEngine)
 
 
 async def test_the_start_check_proves_the_console_is_inside(recipes: StandInEngine):
-    await _build.build_image(source(), component=Component.BROKER, platform="linux/amd64")
+    await _build.build_image(source(), component=Component.BROKER, platform=AMD64)
     checks = [
         n.args["args"]
         for _, node, *_ in recipes.evaluated
@@ -275,7 +277,7 @@ async def test_a_broker_without_the_console_inside_is_refused(recipes: StandInEn
         exec_error=lambda _n: (1, "usage: brokkr-broker", ""),
     )
     with pytest.raises(BrokkrError, match="brokkr-broker for linux/amd64 does not start"):
-        await _build.build_image(source(), component=Component.BROKER, platform="linux/amd64")
+        await _build.build_image(source(), component=Component.BROKER, platform=AMD64)
 
 
 async def test_the_agent_of_today_gets_no_console_and_no_feature(recipes: StandInEngine):

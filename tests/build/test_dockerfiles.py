@@ -53,6 +53,8 @@ from tests.support.standin import (
     directory_files,
 )
 
+AMD64 = parse_platform("linux/amd64")
+
 DOCKERFILES = Path(__file__).resolve().parents[2] / "dockerfiles"
 CROSS = {"BUILDARCH": "amd64", "TARGETARCH": "arm64"}
 NATIVE = {"BUILDARCH": "amd64", "TARGETARCH": "amd64"}
@@ -310,9 +312,7 @@ async def test_console_dockerfile_matches_the_v091_graph(engine: StandInEngine):
     engine.container_dirs[_console.DIST_PATH] = {"brokkr-web-1_bg.wasm": b"\0asm"}
     df = console_dockerfile()
     source = dag.host().directory(str(FIXTURE_V091))
-    ctr = await build_stage(
-        source, component=Component.BROKER, stage=Stage.BUILDER, platform="linux/amd64"
-    )
+    ctr = await build_stage(source, component=Component.BROKER, stage=Stage.BUILDER, platform=AMD64)
     builder = engine.node(await ctr.id())
     (copy,) = [
         n for n in builder.calls("withDirectory") if n.args["path"] == "/app/crates/brokkr-web/dist"

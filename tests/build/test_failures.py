@@ -16,10 +16,13 @@ from ci.build import image as _image
 from ci.build import stages as _build
 from ci.errors import BrokkrError
 from ci.rules.components import Component, Stage
+from ci.rules.platforms import parse_platform
 from ci.rules.versions import NODE_IMAGE, RUST_IMAGE
 from tests.build.test_console import DIST, source
 from tests.build.test_stages import RECIPE_PATH, recipe_of
 from tests.support.standin import FIXTURE_WORKSPACE, StandInEngine
+
+AMD64 = parse_platform("linux/amd64")
 
 
 @pytest.fixture
@@ -68,7 +71,7 @@ async def test_a_failing_console_build_shows_its_output(recipes: StandInEngine):
         stderr="error[E0308]: mismatched types\n --> src/main.rs:12:5",
     )
     with pytest.raises(BrokkrError) as info:
-        await _image.build_multi(source(), component=Component.BROKER, platforms=["linux/amd64"])
+        await _image.build_multi(source(), component=Component.BROKER, platforms=[AMD64])
     message = str(info.value)
     assert "brokkr-broker's console for linux/amd64 did not build" in message
     assert f"stage console ({RUST_IMAGE})" in message

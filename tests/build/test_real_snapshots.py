@@ -17,6 +17,7 @@ from dagger import dag
 from ci.build import console as _console
 from ci.build import stages as _build
 from ci.rules.components import Component, Stage
+from ci.rules.platforms import parse_platform
 from tests.build.test_console import DIST, cargo_runs, console_of, copied, dist_copy
 from tests.build.test_stages import RECIPE_PATH, recipe_of
 from tests.support.standin import Node, StandInEngine
@@ -47,7 +48,7 @@ async def builder(engine: StandInEngine, commit: str, component: Component) -> N
         dag.host().directory(str(tree(commit))),
         component=component,
         stage=Stage.BUILDER,
-        platform="linux/amd64",
+        platform=parse_platform("linux/amd64"),
     )
     return engine.node(await ctr.id())
 
@@ -86,7 +87,7 @@ async def test_both_eras_ui_apps(recipes: StandInEngine):
         dag.host().directory(str(tree("df0be43"))),
         component=Component.UI,
         stage=Stage.RUNTIME,
-        platform="linux/amd64",
+        platform=parse_platform("linux/amd64"),
         ui_path="examples/ui-slim",
     )
     paths = [n.args["path"] for n in recipes.node(await slim.id()).calls("withDirectory")]
@@ -95,7 +96,7 @@ async def test_both_eras_ui_apps(recipes: StandInEngine):
         dag.host().directory(str(tree("1e69e30"))),
         component=Component.UI,
         stage=Stage.RUNTIME,
-        platform="linux/amd64",
+        platform=parse_platform("linux/amd64"),
     )
     assert [n.args["path"] for n in recipes.node(await seed.id()).calls("withDirectory")] == [
         "/app"
