@@ -11,7 +11,7 @@ rule, and tests/test_layers.py enforces them):
   distribution API, referrers); never imports Dagger;
 - `ci.access`: the login and the route to a registry, as one value;
 - `ci.supply_chain`: SBOMs, cosign-format signatures and their verification;
-- `ci.publishing`: publish and inspect, on top of all the others.
+- `ci.publishing`: publish, inspect, prune and promote, on top of all the others.
 
 Every problem a user can act on is a `ci.errors.BrokkrError`; every fan-out
 goes through `ci.concurrency.run_all`, which reports every failure as one.
@@ -30,6 +30,8 @@ from ci.build import stages as _build
 from ci.build.image import Image
 from ci.inputs import check_login, read_file
 from ci.publishing import inspection as _inspection
+from ci.publishing import promote as _promote
+from ci.publishing import prune as _prune
 from ci.publishing import publish as _publish
 from ci.publishing import request as _request
 from ci.rules import tags as _tags
@@ -65,6 +67,13 @@ Emulate = Annotated[
     ),
 ]
 UiPath = Annotated[str, Doc("Folder of the UI app in the source")]
+Components = Annotated[
+    Sequence[Component],
+    Doc("Components, comma-separated (default: broker,agent,ui)"),
+]
+RegistryNamespace = Annotated[
+    str, Doc("Registry and namespace; the images are {registry}/brokkr-{component}")
+]
 RegistryService = Annotated[
     dagger.Service | None,
     Doc(
@@ -492,3 +501,125 @@ class Brokkr:
         key = _signing.load_public_key(await read_file(public_key, "--public-key"))
         access = await registry_access(ref, username, password, registry_service)
         return await _verify.verify_address(ref, key, access)
+
+    @function(cache="never")
+    async def prune(
+        self,
+        pr: Annotated[
+            int | None, Doc("Remove pr-N of every component (the pull request was closed)")
+        ] = None,
+        branch: Annotated[
+            str, Doc("Remove all but the --keep newest <branch>-sha-* images of this branch")
+        ] = "",
+        dependency_cache: Annotated[
+            bool,
+            Doc(
+                "Remove all but the --keep most recent keys of the dependency cache "
+                "({registry}/brokkr-build-cache, deps-<platform>-<key> tags)"
+            ),
+        ] = False,
+        keep: Annotated[
+            int | None, Doc("How many to keep, with --branch or --dependency-cache")
+        ] = None,
+        components: Components = (),
+        registry: RegistryNamespace = _request.DEFAULT_REGISTRY,
+        username: Username = "",
+        password: Annotated[
+            dagger.Secret | None,
+            Doc(
+                "Registry password or token, as a secret (--password env://GITHUB_TOKEN); "
+                "on GHCR also the GitHub API token, which needs permission to delete packages"
+            ),
+        ] = None,
+        dry_run: Annotated[bool, Doc("List what would be removed and why; remove nothing")] = False,
+        format_: Annotated[
+            _prune.PruneFormat,
+            Doc("text: one line per removal or kept tag; json: one array for scripts"),
+        ] = _prune.PruneFormat.TEXT,
+        deletion: Annotated[
+            _prune.Deletion,
+            Doc("auto: GitHub's packages API on ghcr.io, OCI DELETE elsewhere; or oci, github"),
+        ] = _prune.Deletion.AUTO,
+        github_api: Annotated[
+            str, Doc("GitHub's REST API base URL (GitHub Enterprise: https://HOST/api/v3)")
+        ] = "https://api.github.com",
+        registry_service: RegistryService = None,
+    ) -> str:
+        """Remove what pull requests and commits leave behind; never a release.
+
+        One kind per run: `--pr N` removes pr-N of every component with its
+        platform manifests, SBOMs (sha256-<hex> tags) and signatures
+        (sha256-<hex>.sig); `--branch main --keep 20` all but the 20 newest
+        main-sha-* images (newest by their org.opencontainers.image.created
+        label, the commit time); `--dependency-cache --keep 4` all but the 4
+        most recent dependency-cache keys. Nothing a release tag (1.2.3, 1.2,
+        1, latest), a branch tag or any other remaining tag reaches is ever
+        removed, nor its platform manifests, SBOMs or signatures. A tag that
+        shares its image with a kept tag goes alone where the registry can
+        delete a tag; otherwise it stays, and the output says so.
+
+        On ghcr.io deletion goes through GitHub's packages API (the --password
+        token needs delete permission: `permissions: packages: write` in a
+        workflow); elsewhere through OCI DELETE, which the registry must allow.
+        --dry-run lists what would go and why. Never cached. Example:
+        `dagger call prune --pr 42 --username "$GITHUB_ACTOR" --password env://GITHUB_TOKEN`
+        """
+        request = _prune.PruneRequest.create(
+            registry=parse_namespace(registry),
+            components=components,
+            pr=pr,
+            branch=branch,
+            dependency_cache=dependency_cache,
+            keep=keep,
+            dry_run=dry_run,
+            output=format_,
+            deletion=deletion,
+            github_api=github_api,
+        )
+        first = request.repositories()[0]
+        _service.check(first, registry_service)
+        check_login(username, password)
+        access = await registry_access(first, username, password, registry_service)
+        return await _prune.prune(request, access)
+
+    @function(cache="never")
+    async def promote(
+        self,
+        from_: Annotated[
+            str,
+            Doc(
+                "The tested image: a tag of every component (main-sha-abc1234) or one "
+                "image's address (ghcr.io/colliery-io/brokkr-broker:main-sha-abc1234)"
+            ),
+        ],
+        ref: Annotated[str, Doc("The release's git ref (refs/tags/vX.Y.Z, $GITHUB_REF)")],
+        sha: Annotated[
+            str, Doc("The release's commit ($GITHUB_SHA): the image's revision label must match")
+        ],
+        components: Components = (),
+        registry: RegistryNamespace = _request.DEFAULT_REGISTRY,
+        username: Username = "",
+        password: Password = None,
+        registry_service: RegistryService = None,
+    ) -> str:
+        """Release an already-published, tested image under a ref's tags, without a build.
+
+        The same index (the same digest, so the same platform manifests, SBOMs
+        and signatures) gets the tags `tags --ref` computes: 1.2.3 and, where
+        they may move (never backwards), 1.2, 1, latest. Refused before any
+        push: an image whose org.opencontainers.image.revision label is not
+        --sha, an existing 1.2.3 that is another image, a ref that is not a
+        git tag. Each tag is read back; prints `address@sha256:…` lines and `#`
+        notes on the SBOMs and signatures the promoted digests carry. The
+        image keeps its version label (e.g. main-sha-abc1234): a config
+        cannot change without changing the digest. Example:
+        `dagger call promote --from main-sha-abc1234 --ref refs/tags/v1.2.3 --sha "$GITHUB_SHA"`
+        """
+        request = _promote.PromoteRequest.create(
+            from_=from_, ref=ref, sha=sha, registry=parse_namespace(registry), components=components
+        )
+        repository = request.publish.registry.repository(request.publish.components[0])
+        _service.check(repository, registry_service)
+        check_login(username, password)
+        access = await registry_access(repository, username, password, registry_service)
+        return await _promote.promote(request, access)

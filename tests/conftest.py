@@ -35,7 +35,7 @@ pytest_plugins = [
 ]
 
 # Fixtures that skip when their program is missing (tests/support/registry_server.py).
-REGISTRY_FIXTURES = frozenset({"registry", "auth_registry"})
+REGISTRY_FIXTURES = frozenset({"registry", "auth_registry", "deleting_registry"})
 
 
 @pytest.hookimpl(wrapper=True)

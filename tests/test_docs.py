@@ -363,18 +363,22 @@ def yaml_excerpt(readme: str) -> str:
 
 
 def folded_args(text: str) -> list[str]:
-    """The words of the first `args: >-` block: the lines indented deeper than it."""
+    """The words of the first `args: >-` block that calls `publish` (the lines indented
+    deeper than it); images.yml also has a `promote` step before it."""
     lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == "args: >-"), None)
-    if start is None:
-        return []
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    block = []
-    for line in lines[start + 1 :]:
-        if line.strip() and len(line) - len(line.lstrip()) <= indent:
-            break
-        block.append(line)
-    return shlex.split("\n".join(block))
+    for start, line in enumerate(lines):
+        if line.strip() != "args: >-":
+            continue
+        indent = len(line) - len(line.lstrip())
+        block = []
+        for following in lines[start + 1 :]:
+            if following.strip() and len(following) - len(following.lstrip()) <= indent:
+                break
+            block.append(following)
+        words = shlex.split("\n".join(block))
+        if "publish" in words:
+            return words
+    return []
 
 
 def excerpt_drift(excerpt: str, workflow: str) -> list[str]:

@@ -38,6 +38,8 @@ REGISTRY_FUNCTIONS = {
     ("Brokkr", "sizes"),
     ("Brokkr", "publish"),
     ("Brokkr", "verify"),
+    ("Brokkr", "prune"),
+    ("Brokkr", "promote"),
     ("Image", "publish"),
 }
 # Pure functions of their inputs (the source is content-addressed): the default cache.

@@ -9,7 +9,10 @@ mint an OIDC token, and tag and branch publishes share one queue.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +118,118 @@ def test_only_the_signing_job_mints_oidc_tokens():
     attest = next(s for s in sign["steps"] if "attest-build-provenance" in s.get("uses", ""))
     assert attest["with"]["push-to-registry"] is True
     assert attest["with"]["subject-digest"] == "${{ matrix.image.digest }}"
+
+
+LIFECYCLE_WORKFLOW = ROOT / "workflows" / "brokkr" / "lifecycle.yml"
+
+
+def dagger_args(step: dict[str, Any]) -> list[str]:
+    return step["with"]["args"].split()
+
+
+def test_lifecycle_workflow_is_pinned_like_the_publish_workflow():
+    workflow = load(LIFECYCLE_WORKFLOW)
+    assert workflow["env"]["BROKKR_CI_MODULE"] == load(BROKKR_WORKFLOW)["env"]["BROKKR_CI_MODULE"]
+    assert workflow["permissions"] == {}
+    for step in steps(workflow):
+        assert PINNED.fullmatch(step["uses"])
+        assert step["uses"].split("@")[0] == DAGGER_ACTION
+        assert step["with"]["version"] == engine_version()
+        assert step["with"]["module"] == "${{ env.BROKKR_CI_MODULE }}"
+        assert "${{" not in step["with"]["args"]  # values come from the environment
+        assert "env://GITHUB_TOKEN" in dagger_args(step)
+    for job in workflow["jobs"].values():
+        assert job["permissions"] == {"contents": "read", "packages": "write"}
+
+
+def test_a_closed_pull_request_prunes_its_images():
+    workflow = load(LIFECYCLE_WORKFLOW)
+    assert workflow["on"]["pull_request"] == {"types": ["closed"]}
+    job = workflow["jobs"]["prune-pr"]
+    assert "github.event_name == 'pull_request'" in job["if"]
+    # A fork's pull request never published: its run has nothing to prune.
+    assert "head.repo.full_name == github.repository" in job["if"]
+    (step,) = job["steps"]
+    args = dagger_args(step)
+    assert args[:3] == ["prune", "--pr", '"$PR"']
+    assert "--components" not in args  # every component
+    assert step["env"]["PR"] == "${{ github.event.pull_request.number }}"
+    # It waits for a publish of the same pull request (images.yml's group for it).
+    assert job["concurrency"] == {
+        "group": "brokkr-images-pr-${{ github.event.pull_request.number }}",
+        "cancel-in-progress": False,
+        "queue": "max",  # a pending publish of the pull request is never dropped
+    }
+    images_group = load(BROKKR_WORKFLOW)["concurrency"]["group"]
+    assert "brokkr-images-pr-{0}" in images_group
+
+
+def test_a_schedule_prunes_old_branch_images_and_cache_keys():
+    workflow = load(LIFECYCLE_WORKFLOW)
+    assert workflow["on"]["schedule"]
+    job = workflow["jobs"]["prune-old"]
+    assert job["if"] == "github.event_name != 'pull_request'"
+    runs = [" ".join(dagger_args(s)[:4]) for s in job["steps"]]
+    assert runs == [
+        "prune --branch main --keep",
+        "prune --branch develop --keep",
+        "prune --dependency-cache --keep 8",
+    ]
+    # Never beside a publish or a promote: the publish queue's own group, never cancelled.
+    # `queue: max`: joining the queue never cancels a waiting release.
+    assert job["concurrency"] == {
+        "group": "brokkr-images-publish",
+        "cancel-in-progress": False,
+        "queue": "max",
+    }
+    assert "'brokkr-images-publish'" in load(BROKKR_WORKFLOW)["concurrency"]["group"]
+
+
+def test_a_release_promotes_the_tested_main_image_else_publishes():
+    workflow = load(BROKKR_WORKFLOW)
+    job = workflow["jobs"]["publish"]
+    ids = [s.get("id") for s in job["steps"]]
+    assert ids.index("promote") < ids.index("publish")
+    promote = job["steps"][ids.index("promote")]
+    assert promote["if"] == "startsWith(github.ref, 'refs/tags/v')"
+    assert promote["continue-on-error"] is True
+    args = dagger_args(promote)
+    assert args[0] == "promote"
+    assert args[args.index("--sha") + 1] == '"$GITHUB_SHA"'
+    assert args[args.index("--ref") + 1] == '"$GITHUB_REF"'
+    assert promote["env"]["FROM"] == "${{ steps.tested.outputs.tag }}"
+    tested = job["steps"][ids.index("tested")]
+    assert "main-sha-${GITHUB_SHA::7}" in tested["run"]
+    publish = job["steps"][ids.index("publish")]
+    assert publish["if"] == "steps.promote.outcome != 'success'"
+    # The promoted digests are signed again; their provenance is the main push's.
+    assert job["outputs"]["promoted"] == "${{ steps.promote.outcome == 'success' }}"
+    sign = workflow["jobs"]["sign"]
+    provenance = next(s for s in sign["steps"] if "attest-build-provenance" in s.get("uses", ""))
+    assert provenance["if"] == "needs.publish.outputs.promoted != 'true'"
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
+def test_the_promoted_digests_reach_the_sign_job(tmp_path: Path):
+    """The digests step turns promote's `repository:tag@digest` lines into the images."""
+    job = load(BROKKR_WORKFLOW)["jobs"]["publish"]
+    step = next(s for s in job["steps"] if s.get("id") == "digests")
+    digest = "sha256:" + "ab" * 32
+    repo = "ghcr.io/colliery-io/brokkr-broker"
+    promoted = "\n".join(
+        [f"{repo}:{tag}@{digest}" for tag in ("1.2.3", "1.2", "1", "latest")]
+        + [f"# promoted {repo}:main-sha-0123456@{digest} (no build)", "# index x: signed"]
+    )
+    output, summary = tmp_path / "output", tmp_path / "summary"
+    env = {
+        "PATH": os.environ["PATH"],
+        "PROMOTED": promoted,
+        "PROMOTE_OUTCOME": "success",
+        "PUBLISHED": "",
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    subprocess.run(["bash", "-e", "-c", step["run"]], env=env, cwd=tmp_path, check=True)
+    images = output.read_text().strip().removeprefix("images=")
+    assert json.loads(images) == [{"repository": repo, "digest": digest}]
+    assert f"`{repo}:latest`" in summary.read_text()

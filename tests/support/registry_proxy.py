@@ -14,6 +14,9 @@ Debian ``docker-registry`` of the fixtures) and adds, on request:
   answer, and ``/referrers/`` answered ``303 See Other`` to a rate-limited page
   on another loopback origin (``RateLimitedPage``: ``429`` with HTML), as GHCR
   sends it to github.com.
+- with ``tag_deletion``, ``DELETE /v2/<name>/manifests/<tag>`` removing that tag
+  alone (distribution v3 and other registries can; v2.8 answers 400), done in
+  the upstream's storage folder. Deletion by digest is forwarded.
 
 No pytest dependency; use it as a context manager.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import shutil
 import threading
 from dataclasses import dataclass, field
 from http.client import HTTPMessage
@@ -70,6 +74,7 @@ class RegistryProxy(Loopback):
     """Where ``/referrers/`` is sent with ``303 See Other`` (GHCR: a page of github.com)."""
     accept_basic: bool = False
     """With ``bearer``: a request with the right Basic credentials needs no token."""
+    tag_deletion: bool = False
     token_requests: list[TokenRequest] = field(default_factory=list)
     requests: list[tuple[str, str, int]] = field(default_factory=list)  # method, path, status
     issued_tokens: list[str] = field(default_factory=list, repr=False)
@@ -97,6 +102,9 @@ class RegistryProxy(Loopback):
                 proxy._handle(self)
 
             def do_PUT(self) -> None:
+                proxy._handle(self)
+
+            def do_DELETE(self) -> None:
                 proxy._handle(self)
 
             def log_message(self, format: str, *args: object) -> None:
@@ -200,6 +208,8 @@ class RegistryProxy(Loopback):
                 if scope is not None:
                     challenge += f',scope="{scope}"'
                 return 401, [("WWW-Authenticate", challenge)], _errors("UNAUTHORIZED")
+        if method == "DELETE" and self.tag_deletion and (deleted := self._delete_tag(path)):
+            return deleted
         if method == "GET" and path.endswith("/tags/list") and "n" in parse_qs(query):
             return self._paginated_tags(path, parse_qs(query))
         forwarded = httpx.request(
@@ -219,6 +229,23 @@ class RegistryProxy(Loopback):
             and not (self.referrers_redirect is not None and k.lower() == "oci-subject")
         ]
         return forwarded.status_code, headers, forwarded.content
+
+    def _delete_tag(self, path: str) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """Remove a tag alone from the upstream's storage; None for a digest (forwarded)."""
+        name, _, reference = path.removeprefix("/v2/").rpartition("/manifests/")
+        if not name or ":" in reference or self.upstream.storage is None:
+            return None
+        tag = (
+            self.upstream.storage
+            / "docker/registry/v2/repositories"
+            / name
+            / "_manifests/tags"
+            / reference
+        )
+        if not tag.is_dir():
+            return 404, [], _errors("MANIFEST_UNKNOWN")
+        shutil.rmtree(tag)
+        return 202, [], b""
 
     def _token(self, query: str, authorization: str) -> tuple[int, list[tuple[str, str]], bytes]:
         params = parse_qs(query)

@@ -64,6 +64,10 @@ class RegistryServer(Loopback):
     port: int
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    storage: Path | None = None
+    """The registry's storage folder (its layout is distribution's own)."""
+    deletion: bool = False
+    """Whether the registry accepts ``DELETE /v2/<name>/manifests/<digest>``."""
 
     @property
     def auth(self) -> tuple[str, str] | None:
@@ -106,7 +110,7 @@ def htpasswd_entry(username: str, password: str) -> str:
     return result.stdout.strip()
 
 
-def _config_yaml(storage: Path, port: int, htpasswd: Path | None) -> str:
+def _config_yaml(storage: Path, port: int, htpasswd: Path | None, *, deletion: bool = False) -> str:
     lines = [
         "version: 0.1",
         "log:",
@@ -116,6 +120,10 @@ def _config_yaml(storage: Path, port: int, htpasswd: Path | None) -> str:
         "storage:",
         "  filesystem:",
         f"    rootdirectory: {storage}",
+    ]
+    if deletion:  # distribution refuses DELETE (405 UNSUPPORTED) unless this is set
+        lines += ["  delete:", "    enabled: true"]
+    lines += [
         "http:",
         f"  addr: 127.0.0.1:{port}",
         "  secret: brokkr-ci-tests",
@@ -136,11 +144,13 @@ def start_registry(
     *,
     username: str | None = None,
     password: str | None = None,
+    deletion: bool = False,
     startup_timeout: float = 15.0,
 ) -> Iterator[RegistryServer]:
     """Run ``docker-registry serve`` on a free loopback port until the block ends.
 
-    With ``username`` and ``password`` the registry requires htpasswd Basic auth.
+    With ``username`` and ``password`` the registry requires htpasswd Basic auth;
+    with ``deletion`` it accepts manifest deletion (``storage.delete.enabled``).
     """
     if not Path(REGISTRY_BINARY).exists():
         raise FileNotFoundError(f"{REGISTRY_BINARY} is missing: {INSTALL_HINT}")
@@ -153,7 +163,7 @@ def start_registry(
     for _ in range(3):  # a port taken between choosing and binding: try another
         port = free_port()
         config = workdir / "config.yml"
-        config.write_text(_config_yaml(workdir / "storage", port, htpasswd))
+        config.write_text(_config_yaml(workdir / "storage", port, htpasswd, deletion=deletion))
         log_path = workdir / "registry.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -164,7 +174,9 @@ def start_registry(
             )
         try:
             if _wait_until_ready(process, port, startup_timeout):
-                yield RegistryServer("127.0.0.1", port, username, password)
+                yield RegistryServer(
+                    "127.0.0.1", port, username, password, workdir / "storage", deletion
+                )
                 return
             last_output = log_path.read_text(errors="replace")[-2000:]
         finally:
@@ -440,12 +452,12 @@ AUTH_USERNAME = "brokkr-tester"
 AUTH_PASSWORD = "hunter2-not-in-errors-7f3a"  # a value distinctive enough to grep for
 
 
-def _pytest_registry(**credentials: str) -> Iterator[RegistryServer]:
+def _pytest_registry(**options: str | bool) -> Iterator[RegistryServer]:
     if not Path(REGISTRY_BINARY).exists():
         pytest.skip(f"{REGISTRY_BINARY} is missing: {INSTALL_HINT}")
     with (
         tempfile.TemporaryDirectory(prefix="brokkr-registry-") as workdir,
-        start_registry(Path(workdir), **credentials) as server,
+        start_registry(Path(workdir), **options) as server,  # type: ignore[arg-type]
     ):
         yield server
 
@@ -461,3 +473,8 @@ if pytest is not None:
     def auth_registry() -> Iterator[RegistryServer]:
         """A registry that requires htpasswd Basic auth (``.auth`` holds the login)."""
         yield from _pytest_registry(username=AUTH_USERNAME, password=AUTH_PASSWORD)
+
+    @pytest.fixture(scope="session")
+    def deleting_registry() -> Iterator[RegistryServer]:
+        """An open registry that accepts manifest deletion (``storage.delete.enabled``)."""
+        yield from _pytest_registry(deletion=True)
