@@ -65,6 +65,20 @@ Emulate = Annotated[
     ),
 ]
 UiPath = Annotated[str, Doc("Folder of the UI app in the source")]
+Nightly = Annotated[
+    bool,
+    Doc(
+        "A scheduled (nightly) build of a branch: the only tag is the moving `nightly` "
+        "(never with a git tag or pull request ref)"
+    ),
+]
+NoCommitTag = Annotated[
+    bool,
+    Doc(
+        "No per-commit <branch>-sha-<7 hex> tag on a branch push: the branch tag alone "
+        "(Brokkr's tag policy since v0.9.1; docs/tags.md)"
+    ),
+]
 RegistryService = Annotated[
     dagger.Service | None,
     Doc(
@@ -138,16 +152,29 @@ class Brokkr:
                 "moving tags 1.2, 1 and latest never move below them; pre-releases never block"
             ),
         ] = (),
+        nightly: Nightly = False,
+        no_commit_tag: NoCommitTag = False,
     ) -> list[str]:
         """Show the image tags a git ref gets.
 
         A release tag v1.2.3 gives `1.2.3 1.2 1 latest`; a pre-release only its
         version; a branch `<branch>` and `<branch>-sha-<7 hex>` (branch names are
-        made into valid tags: feature/foo becomes feature-foo); a pull request
-        `pr-N`. Examples: `dagger call tags --ref refs/tags/v1.2.3`,
-        `dagger call tags --ref refs/heads/main --sha 0123456789abcdef`.
+        made into valid tags: feature/foo becomes feature-foo), or `<branch>`
+        alone with --no-commit-tag (Brokkr's policy since v0.9.1); a pull request
+        `pr-N`; a scheduled build with --nightly only `nightly`. Examples:
+        `dagger call tags --ref refs/tags/v1.2.3`,
+        `dagger call tags --ref refs/heads/main --sha 0123456789abcdef`,
+        `dagger call tags --ref refs/heads/main --nightly`.
         """
-        return [tag.name for tag in _tags.compute_tags(ref, sha=sha, pr=pr, released=released)]
+        tags = _tags.compute_tags(
+            ref,
+            sha=sha,
+            pr=pr,
+            released=released,
+            nightly=nightly,
+            commit_tag=not no_commit_tag,
+        )
+        return [tag.name for tag in tags]
 
     @function
     async def build(

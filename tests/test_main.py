@@ -131,9 +131,24 @@ async def test_every_function_and_argument_is_documented(brokkr: ModuleCaller):
 async def test_tags_function_signature(brokkr: ModuleCaller):
     tags = (await _module(brokkr)).objects["Brokkr"].functions["tags"]
     assert tags.return_type == "[String]"
-    assert set(tags.args) == {"ref", "sha", "pr", "released"}
+    assert set(tags.args) == {"ref", "sha", "pr", "released", "nightly", "no_commit_tag"}
     assert tags.args["pr"].optional
     assert tags.args["released"].type == "[String]"
+    assert tags.args["nightly"].type == "Boolean"
+    assert tags.args["no_commit_tag"].type == "Boolean"
+
+
+async def test_dagger_call_tags_under_todays_policy(brokkr: ModuleCaller):
+    # dagger call tags --ref refs/heads/main --no-commit-tag ; ... --nightly
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    assert await brokkr.call("tags", ref="refs/heads/main", sha=sha) == [
+        "main",
+        "main-sha-0123456",
+    ]
+    assert await brokkr.call("tags", ref="refs/heads/main", no_commit_tag=True) == ["main"]
+    assert await brokkr.call("tags", ref="refs/heads/main", sha=sha, nightly=True) == ["nightly"]
+    with pytest.raises(FunctionError, match="never tags a release"):
+        await brokkr.call("tags", ref="refs/tags/v1.2.3", nightly=True)
 
 
 async def test_dagger_call_tags_for_a_release(brokkr: ModuleCaller):
