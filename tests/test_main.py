@@ -268,6 +268,14 @@ async def test_inspect_list_tags_and_sizes_read_a_real_registry(
     table = await brokkr.call("sizes", address=registry.address(repo, "latest"))
     assert "linux/amd64" in table
     assert "linux/arm64" in table
+    assert "reference" not in table
+    # dagger call sizes --address … --reference: Brokkr's documented size beside each figure.
+    table = await brokkr.call("sizes", address=registry.address(repo, "latest"), reference=True)
+    rows = table.splitlines()
+    assert rows[0].endswith("| Brokkr's reference |")
+    assert rows[2].startswith(f"| {registry.address(repo, 'latest')} | linux/amd64 |")
+    assert rows[2].endswith("| ~60 MB |")
+    assert rows[3].endswith("| ~58 MB |")
 
 
 async def test_sizes_reads_only_the_manifests(brokkr: ModuleCaller, registry: RegistryServer):
