@@ -25,6 +25,7 @@ from dagger import DefaultPath, Doc, Ignore, function, object_type
 
 from ci.access import registry_access
 from ci.build import image as _image
+from ci.build import selection as _selection
 from ci.build import service as _service
 from ci.build import stages as _build
 from ci.build.image import Image
@@ -65,6 +66,24 @@ Emulate = Annotated[
     ),
 ]
 UiPath = Annotated[str, Doc("Folder of the UI app in the source")]
+UiPathIfAny = Annotated[
+    str,
+    Doc(
+        "Folder of the UI app in the source (default: examples/ui, built when the source "
+        "has it; Brokkr since v0.9.1 has none, its demo is examples/ui-slim)"
+    ),
+]
+ComponentList = Annotated[
+    Sequence[Component],
+    Doc(
+        "The components, comma-separated (--components broker,agent); default: every "
+        "component the source holds (broker and agent, and ui when it has a UI app)"
+    ),
+]
+ComponentAlias = Annotated[
+    Component | None,
+    Doc("One component: the same as --components with one item"),
+]
 Nightly = Annotated[
     bool,
     Doc(
@@ -240,27 +259,38 @@ class Brokkr:
     @function
     async def image(
         self,
-        component: Annotated[Component, Doc("The image: broker, agent or ui")],
+        components: ComponentList = (),
+        component: ComponentAlias = None,
         platforms: Annotated[
             Sequence[dagger.Platform],
             Doc("Platforms to build, comma-separated (default: linux/amd64,linux/arm64)"),
         ] = ALL_PLATFORMS,
         emulate: Emulate = False,
-        ui_path: UiPath = _build.DEFAULT_UI_PATH,
-    ) -> Image:
-        """A multi-platform image of one component: export it or push it.
+        ui_path: UiPathIfAny = "",
+    ) -> list[Image]:
+        """Multi-platform images, one per component: export them or push them.
 
-        Every platform's image runs its start check first (see `build`).
+        The components are those the source holds unless --components (or
+        --component) names them: broker and agent always, the UI when the source
+        has a UI app (examples/ui, or the folder --ui-path names). Asking for ui
+        where the source has none is refused before any work. Every platform's
+        image runs its start check first (see `build`). A function chained after
+        `image` runs on each component's image:
 
         `dagger call image --component broker tarball export --path broker.tar`;
-        `dagger call image --component ui publish --address ghcr.io/me/brokkr-ui:dev`.
+        `dagger call image --component ui publish --address ghcr.io/me/brokkr-ui:dev`;
+        `dagger call image tarball size` (every component the source holds).
         """
-        return await _image.build_multi(
+        targets = parse_platforms([str(p) for p in platforms])
+        selection = await _selection.select_for_source(
+            self.source, components=components, component=component, ui_path=ui_path
+        )
+        return await _image.build_each(
             self.source,
-            component=component,
-            platforms=parse_platforms([str(p) for p in platforms]),
+            components=selection.components,
+            platforms=targets,
             emulate=emulate,
-            ui_path=ui_path,
+            ui_path=selection.ui_path,
         )
 
     @function

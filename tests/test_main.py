@@ -222,7 +222,7 @@ async def test_stage_returns_the_cacher(brokkr: ModuleCaller, engine: StandInEng
 
 async def test_image_has_one_variant_per_platform(brokkr: ModuleCaller, engine: StandInEngine):
     # dagger call image --component ui
-    image = await brokkr.call("image", component="UI")
+    (image,) = await brokkr.call("image", component="UI")
     assert image["platforms"] == ["linux/amd64", "linux/arm64"]
     variants = [engine.node(v) for v in image["variants"]]
     assert [v.platform("?") for v in variants] == ["linux/amd64", "linux/arm64"]
@@ -249,7 +249,9 @@ async def test_function_signatures_as_the_cli_sees_them(brokkr: ModuleCaller):
     assert fns["build"].return_type == "Container"
     assert fns["build"].args["platform"].type == "Platform"
     assert fns["build"].args["platform"].optional
-    assert fns["image"].return_type == "Image"
+    assert fns["image"].return_type == "[Image]"
+    assert fns["image"].args["components"].type == "[Component]"
+    assert fns["image"].args["component"].optional
     assert fns["inspect"].return_type == "ImageInfo"
     assert {"tarball", "publish"} <= set(mod.objects["Image"].functions)
 

@@ -1,9 +1,10 @@
 """A multi-platform image: one component built for several platforms.
 
 Dagger cannot usefully hand a bare list of platform variants to the command
-line, so `image` returns an `Image` object: `tarball` exports a multi-platform
-OCI archive (`dagger call image --component broker tarball export --path
-broker.tar`) and `publish` pushes one multi-platform manifest.
+line, so `image` returns one `Image` object per component: `tarball` exports a
+multi-platform OCI archive (`dagger call image --component broker tarball
+export --path broker.tar`) and `publish` pushes one multi-platform manifest. A
+function chained after `image` runs on each component's `Image`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated
 
+import anyio
 import dagger
 from dagger import Doc, function, object_type
 
@@ -111,3 +113,39 @@ async def build_multi(
     embedded = await console_marker(source, spec) if spec.rust else None
     await check_starts(spec, variants, names, embedded=embedded)
     return Image(component=component, variants=variants, platforms=names)
+
+
+async def build_each(
+    source: dagger.Directory,
+    *,
+    components: Sequence[Component],
+    platforms: Sequence[PlatformSpec] = tuple(PLATFORMS.values()),
+    emulate: bool = False,
+    ui_path: str = DEFAULT_UI_PATH,
+) -> list[Image]:
+    """`build_multi` for every component in `components`, concurrently, in that order.
+
+    Any failure is raised once every build has ended (the first one, a
+    `BrokkrError` naming the image and platform); nothing is returned then.
+    """
+    built: dict[Component, Image] = {}
+    errors: list[Exception] = []
+
+    async def one(component: Component) -> None:
+        try:
+            built[component] = await build_multi(
+                source,
+                component=component,
+                platforms=platforms,
+                emulate=emulate,
+                ui_path=ui_path,
+            )
+        except Exception as e:  # collected and re-raised below, outside the group
+            errors.append(e)
+
+    async with anyio.create_task_group() as tg:
+        for component in components:
+            tg.start_soon(one, component)
+    if errors:
+        raise errors[0]
+    return [built[c] for c in components]
