@@ -19,7 +19,7 @@ from dagger import Doc, function, object_type
 from ci.build import push as _push
 from ci.build import service as _service
 from ci.build.stages import DEFAULT_UI_PATH, check_starts, compose_variants, console_marker
-from ci.rules.components import Component, Stage, component_spec
+from ci.rules.components import Component, Stage, check_image_name, component_spec
 from ci.rules.platforms import PLATFORMS, PlatformSpec
 
 
@@ -66,12 +66,16 @@ class Image:
     ) -> str:
         """Push all variants as one multi-platform manifest; return the `…@sha256:` reference.
 
+        An address whose repository is named after another Brokkr image (the
+        agent's image to …/brokkr-broker) is refused before the push.
+
         Transient registry errors are retried a bounded number of times; a
         refused login is not. `dagger call image --component ui publish
         --address ghcr.io/me/brokkr-ui:dev`; to a registry on the CLI's machine:
         `--address localhost:5000/brokkr-ui:dev --registry-service tcp://localhost:5000`.
         """
         address, ref = _push.check_address(address)
+        check_image_name(self.component, ref.name)
         _service.check(ref, registry_service)
         primary = _push.with_auth(self.variants[0], ref, username=username, password=password)
         return await _push.push(

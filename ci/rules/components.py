@@ -232,3 +232,25 @@ def _canonical(components: Sequence[Component]) -> tuple[Component, ...]:
     """`components` each once, in the order broker, agent, ui."""
     chosen = set(components)
     return tuple(c for c in Component if c in chosen)
+
+
+def check_image_name(component: Component, repository: str) -> None:
+    """Refuse pushing `component` to a repository named after another Brokkr image.
+
+    `image` returns one image per component and a chained `publish --address`
+    runs on each: `.../brokkr-broker:dev` given to the agent's image would put
+    the agent where the broker belongs. Any other name is the user's choice.
+
+    Raises:
+        BrokkrError: the repository's last segment is another component's image name.
+    """
+    name = repository.rstrip("/").rsplit("/", 1)[-1]
+    own = component_spec(component).name
+    others = [spec.name for spec in COMPONENTS.values() if spec.name != own]
+    if name in others:
+        msg = (
+            f"refusing to push the {own} image to {repository}, the repository of "
+            f"{name}: give the {component.value} image its own address (with several "
+            "components, chain publish once per component: image --component X publish …)"
+        )
+        raise BrokkrError(msg)

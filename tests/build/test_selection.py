@@ -104,3 +104,18 @@ async def test_components_picks_and_component_is_its_one_item_alias(
     assert components_of(one) == ["AGENT"]
     with pytest.raises(FunctionError, match="disagree"):
         await brokkr.call("image", component="AGENT", components=["BROKER"])
+
+
+async def test_a_chained_publish_never_puts_one_component_in_anothers_repository(
+    brokkr: ModuleCaller, engine: StandInEngine
+):
+    # dagger call image --components broker,agent publish --address ghcr.io/me/brokkr-broker:dev
+    engine.container_files["/app/recipe.json"] = RECIPE
+    _broker, agent = await brokkr.call(
+        "image", components=["BROKER", "AGENT"], platforms=["linux/amd64"]
+    )
+    with pytest.raises(FunctionError, match="its own address"):
+        await brokkr.call(
+            "publish", parent="Image", state=agent, address="ghcr.io/me/brokkr-broker:dev"
+        )
+    assert engine.pushes == []

@@ -13,6 +13,7 @@ from ci.rules.components import (
     RUST_COMPONENTS,
     Component,
     Stage,
+    check_image_name,
     component_spec,
     requested_components,
     select_components,
@@ -153,3 +154,25 @@ def test_component_is_a_one_item_alias_of_components():
     assert requested_components((U, B), None) == (B, U)
     with pytest.raises(BrokkrError, match="disagree"):
         requested_components((B, A), A)
+
+
+@pytest.mark.parametrize(
+    ("component", "repository"),
+    [
+        (A, "ghcr.io/me/brokkr-agent"),
+        (A, "ghcr.io/me/agent"),
+        (U, "localhost:5000/x/brokkr-ui-demo"),
+        (B, "ghcr.io/colliery-io/brokkr-broker"),
+    ],
+)
+def test_an_image_may_go_to_its_own_or_any_other_name(component, repository):
+    check_image_name(component, repository)
+
+
+@pytest.mark.parametrize(
+    ("component", "repository"),
+    [(A, "ghcr.io/me/brokkr-broker"), (B, "localhost:5000/brokkr-ui"), (U, "x/y/brokkr-agent")],
+)
+def test_an_image_is_never_pushed_to_another_components_repository(component, repository):
+    with pytest.raises(BrokkrError, match="its own address"):
+        check_image_name(component, repository)
