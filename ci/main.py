@@ -404,9 +404,10 @@ class Brokkr:
         ref: Annotated[str, Doc("The git ref being published ($GITHUB_REF)")] = "",
         sha: Annotated[str, Doc("The commit being published ($GITHUB_SHA), 7 to 40 hex")] = "",
         pr: Annotated[int | None, Doc("Pull request number, instead of a refs/pull ref")] = None,
-        component: Annotated[
-            Component | None, Doc("Publish only this component (default: all three)")
-        ] = None,
+        components: ComponentList = (),
+        component: ComponentAlias = None,
+        nightly: Nightly = False,
+        no_commit_tag: NoCommitTag = False,
         registry: Annotated[
             str, Doc("Registry and namespace; images go to {registry}/brokkr-{component}")
         ] = _request.DEFAULT_REGISTRY,
@@ -465,11 +466,16 @@ class Brokkr:
         ] = _request.OutputFormat.TEXT,
         registry_service: RegistryService = None,
         emulate: Emulate = False,
-        ui_path: UiPath = _build.DEFAULT_UI_PATH,
+        ui_path: UiPathIfAny = "",
     ) -> str:
         """Build every platform of each component, push it under every tag, verify it.
 
-        Tags come from the ref (see `tags`), with the registry's existing
+        The components are those the source holds unless --components (or
+        --component) names them: broker and agent always, ui when the source has
+        a UI app (examples/ui, or --ui-path); without one the output says why
+        there is no UI image (a `#` note; no_ui_image in JSON), and asking for ui
+        is refused before any work. Tags come from the ref (see `tags`:
+        --nightly, --no-commit-tag), with the registry's existing
         releases deciding whether moving tags (1.2, 1, latest) may move. An
         immutable tag that already exists stops the run before anything is
         built. Every variant is built as `image` builds it (--ui-path and
@@ -498,8 +504,9 @@ class Brokkr:
         object per tag: component, repository, tag, address, digest (the
         index), platforms (platform to manifest digest), sbom (platform to the
         digest of its attached SBOM; {} when none), sboms_not_attached (why
-        not, or null) and signatures (index and each platform to its
-        sha256-<hex>.sig tag; {} without --signing-key).
+        not, or null), signatures (index and each platform to its
+        sha256-<hex>.sig tag; {} without --signing-key) and no_ui_image (why
+        the source's default has no UI image, or null).
 
         A registry on the Dagger CLI's machine (a throw-away `registry:2` at
         localhost:5000) is out of the engine's reach as `localhost`; hand it in
@@ -512,7 +519,10 @@ class Brokkr:
             ref=ref,
             sha=sha,
             pr=pr,
+            components=components,
             component=component,
+            nightly=nightly,
+            commit_tag=not no_commit_tag,
             registry=parse_namespace(registry),
             platforms=parse_platforms([str(p) for p in platforms]) if platforms else (),
             created=created,
@@ -523,7 +533,8 @@ class Brokkr:
             ui_path=ui_path,
             emulate=emulate,
         )
-        repository = request.registry.repository(request.components[0])
+        # Every component's repository is on the registry's one host.
+        repository = request.registry.repository(Component.BROKER)
         _service.check(repository, registry_service)
         check_login(username, password)
         key = await _signing.key_from_secrets(signing_key, signing_password)

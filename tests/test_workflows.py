@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,7 @@ def test_brokkr_workflow_runs_the_engine_version_of_dagger_json():
     ]
     assert dagger_steps
     for step in dagger_steps:
-        # The action only installs the CLI; the publish step runs it.
-        assert step["with"] == {"version": engine_version()}
+        assert step["with"]["version"] == engine_version()
 
 
 def test_ci_installs_the_engine_version_read_from_dagger_json():
@@ -77,56 +77,42 @@ def test_ci_installs_the_engine_version_read_from_dagger_json():
     assert install["with"] == {"version": "${{ steps.engine.outputs.version }}"}
 
 
-def publish_script() -> str:
-    return next(s for s in steps(load(BROKKR_WORKFLOW)) if s.get("id") == "publish")["run"]
+def publish_step() -> dict[str, Any]:
+    return next(s for s in steps(load(BROKKR_WORKFLOW)) if s.get("id") == "publish")
 
 
-def test_ci_engine_job_builds_both_brokkr_eras_and_prints_the_size_table():
-    engine = load(ROOT / ".github" / "workflows" / "ci.yml")["jobs"]["engine"]
-    include = engine["strategy"]["matrix"]["include"]
-    # The seed era holds examples/ui; v0.9.1 holds broker and agent only.
-    assert {e["commit"][:7]: e["components"].split() for e in include} == {
-        "1e69e30": ["broker", "agent", "ui"],
-        "df0be43": ["broker", "agent"],
-    }
-    assert all(re.fullmatch(r"[0-9a-f]{40}", e["commit"]) for e in include)
-    assert engine["env"]["BROKKR_COMMIT"] == "${{ matrix.commit }}"
-    runs = {s.get("name", ""): s.get("run", "") for s in engine["steps"]}
-    publish = runs["Publish a signed release to the throw-away registry"]
-    # No component flag: publish picks what the tree holds, and the job checks it.
-    assert "--component" not in publish
-    assert "no_ui_image" in publish
-    sizes = runs["Image sizes beside Brokkr's reference sizes"]
-    assert "sizes --address" in sizes
-    assert "--reference" in sizes
-    assert "$GITHUB_STEP_SUMMARY" in sizes
+def publish_args() -> list[str]:
+    return shlex.split(publish_step()["with"]["args"])
 
 
 def test_brokkr_workflow_calls_this_module_by_reference_on_brokkrs_checkout():
     workflow = load(BROKKR_WORKFLOW)
     module = workflow["env"]["BROKKR_CI_MODULE"]
     assert re.fullmatch(r"github\.com/colliery-io/brokkr-ci@v\d+\.\d+\.\d+", module)
-    script = publish_script()
-    assert 'call -m "$BROKKR_CI_MODULE" "${args[@]}"' in script
-    assert "args=(--source=. publish" in script
-    assert "--password env://GITHUB_TOKEN" in script
-    assert "args+=(--format json)" in script
+    publish = publish_step()
+    assert publish["with"]["module"] == "${{ env.BROKKR_CI_MODULE }}"
+    args = publish_args()
+    assert args[:2] == ["--source=.", "publish"]
+    assert "env://GITHUB_TOKEN" in args
+    assert args[-2:] == ["--format", "json"]
     # Values reach the shell through environment variables, never as ${{ }} text.
-    assert "${{" not in script
+    assert "${{" not in publish["with"]["args"]
     for step in steps(workflow):
         assert "${{" not in step.get("run", ""), step.get("name")
 
 
 def test_brokkr_workflow_follows_todays_tag_policy():
-    script = publish_script()
+    args = publish_args()
     # Every call: no per-commit tag (Brokkr's reference since v0.9.1).
-    assert "--no-commit-tag)" in script
-    # --nightly and --components only when the caller asks for them.
-    assert 'if [ "$NIGHTLY" = "true" ]; then args+=(--nightly); fi' in script
-    assert 'if [ -n "$COMPONENTS" ]; then args+=(--components "$COMPONENTS"); fi' in script
-    env = next(s for s in steps(load(BROKKR_WORKFLOW)) if s.get("id") == "publish")["env"]
-    assert env["NIGHTLY"] == "${{ inputs.nightly }}"
-    assert env["COMPONENTS"] == "${{ inputs.components }}"
+    assert "--no-commit-tag" in args
+    # --nightly and --components only when the caller asks for them: whole flags from
+    # the inputs, empty (no argument) otherwise.
+    assert {"$NIGHTLY_FLAG", "$COMPONENTS_FLAG"} <= set(args)
+    env = publish_step()["env"]
+    assert env["NIGHTLY_FLAG"] == "${{ inputs.nightly && '--nightly' || '' }}"
+    assert env["COMPONENTS_FLAG"] == (
+        "${{ inputs.components != '' && format('--components={0}', inputs.components) || '' }}"
+    )
 
 
 def test_brokkr_workflow_has_no_trigger_of_its_own():
@@ -148,6 +134,7 @@ def test_the_run_summary_gets_the_size_table_beside_brokkrs_reference_sizes():
     sizes = next(s for s in publish if s.get("name") == "Image sizes")
     assert names.index("Image sizes") > names.index("Publish")
     assert re.search(r'call -m "\$BROKKR_CI_MODULE" sizes\b', sizes["run"])
+    assert sizes["env"] == {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
     assert "--reference" in sizes["run"]
     assert "$GITHUB_STEP_SUMMARY" in sizes["run"]
     # Each component once, at the digest publish read back.
@@ -276,8 +263,7 @@ def test_callers_grant_what_images_yml_asks_for():
 def test_no_two_workflows_publish_the_same_tags():
     # The tags each caller's runs get, computed by the module's own rules with the flags
     # images.yml passes (--no-commit-tag always, --nightly when the caller says so).
-    script = publish_script()
-    commit_tag = "--no-commit-tag" not in script
+    commit_tag = "--no-commit-tag" not in publish_args()
     owner: dict[str, str] = {}
     for workflow, jobs in callers().items():
         (job,) = calls(jobs).values()
