@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated
 
-import anyio
 import dagger
 from dagger import Doc, function, object_type
 
 from ci.build import push as _push
 from ci.build import service as _service
 from ci.build.stages import DEFAULT_UI_PATH, check_starts, compose_variants, console_marker
+from ci.concurrency import run_all
 from ci.rules.components import Component, Stage, check_image_name, component_spec
 from ci.rules.platforms import PLATFORMS, PlatformSpec
 
@@ -129,27 +129,14 @@ async def build_each(
 ) -> list[Image]:
     """`build_multi` for every component in `components`, concurrently, in that order.
 
-    Any failure is raised once every build has ended (the first one, a
-    `BrokkrError` naming the image and platform); nothing is returned then.
+    Every build runs to its end; any failure is then one `BrokkrError` naming
+    the image and platform of each (`run_all`), and nothing is returned.
     """
-    built: dict[Component, Image] = {}
-    errors: list[Exception] = []
-
-    async def one(component: Component) -> None:
-        try:
-            built[component] = await build_multi(
-                source,
-                component=component,
-                platforms=platforms,
-                emulate=emulate,
-                ui_path=ui_path,
+    return await run_all(
+        [
+            lambda c=c: build_multi(
+                source, component=c, platforms=platforms, emulate=emulate, ui_path=ui_path
             )
-        except Exception as e:  # collected and re-raised below, outside the group
-            errors.append(e)
-
-    async with anyio.create_task_group() as tg:
-        for component in components:
-            tg.start_soon(one, component)
-    if errors:
-        raise errors[0]
-    return [built[c] for c in components]
+            for c in components
+        ]
+    )
