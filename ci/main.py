@@ -25,6 +25,7 @@ from dagger import DefaultPath, Doc, Ignore, function, object_type
 
 from ci.access import registry_access
 from ci.build import image as _image
+from ci.build import selection as _selection
 from ci.build import service as _service
 from ci.build import stages as _build
 from ci.build.image import Image
@@ -73,6 +74,38 @@ Components = Annotated[
 ]
 RegistryNamespace = Annotated[
     str, Doc("Registry and namespace; the images are {registry}/brokkr-{component}")
+]
+UiPathIfAny = Annotated[
+    str,
+    Doc(
+        "Folder of the UI app in the source (default: examples/ui, built when the source "
+        "has it; Brokkr since v0.9.1 has none, its demo is examples/ui-slim)"
+    ),
+]
+ComponentList = Annotated[
+    Sequence[Component],
+    Doc(
+        "The components, comma-separated (--components broker,agent); default: every "
+        "component the source holds (broker and agent, and ui when it has a UI app)"
+    ),
+]
+ComponentAlias = Annotated[
+    Component | None,
+    Doc("One component: the same as --components with one item"),
+]
+Nightly = Annotated[
+    bool,
+    Doc(
+        "A scheduled (nightly) build of a branch: the only tag is the moving `nightly` "
+        "(never with a git tag or pull request ref)"
+    ),
+]
+NoCommitTag = Annotated[
+    bool,
+    Doc(
+        "No per-commit <branch>-sha-<7 hex> tag on a branch push: the branch tag alone "
+        "(Brokkr's tag policy since v0.9.1; docs/tags.md)"
+    ),
 ]
 RegistryService = Annotated[
     dagger.Service | None,
@@ -147,16 +180,29 @@ class Brokkr:
                 "moving tags 1.2, 1 and latest never move below them; pre-releases never block"
             ),
         ] = (),
+        nightly: Nightly = False,
+        no_commit_tag: NoCommitTag = False,
     ) -> list[str]:
         """Show the image tags a git ref gets.
 
         A release tag v1.2.3 gives `1.2.3 1.2 1 latest`; a pre-release only its
         version; a branch `<branch>` and `<branch>-sha-<7 hex>` (branch names are
-        made into valid tags: feature/foo becomes feature-foo); a pull request
-        `pr-N`. Examples: `dagger call tags --ref refs/tags/v1.2.3`,
-        `dagger call tags --ref refs/heads/main --sha 0123456789abcdef`.
+        made into valid tags: feature/foo becomes feature-foo), or `<branch>`
+        alone with --no-commit-tag (Brokkr's policy since v0.9.1); a pull request
+        `pr-N`; a scheduled build with --nightly only `nightly`. Examples:
+        `dagger call tags --ref refs/tags/v1.2.3`,
+        `dagger call tags --ref refs/heads/main --sha 0123456789abcdef`,
+        `dagger call tags --ref refs/heads/main --nightly`.
         """
-        return [tag.name for tag in _tags.compute_tags(ref, sha=sha, pr=pr, released=released)]
+        tags = _tags.compute_tags(
+            ref,
+            sha=sha,
+            pr=pr,
+            released=released,
+            nightly=nightly,
+            commit_tag=not no_commit_tag,
+        )
+        return [tag.name for tag in tags]
 
     @function
     async def build(
@@ -222,27 +268,38 @@ class Brokkr:
     @function
     async def image(
         self,
-        component: Annotated[Component, Doc("The image: broker, agent or ui")],
+        components: ComponentList = (),
+        component: ComponentAlias = None,
         platforms: Annotated[
             Sequence[dagger.Platform],
             Doc("Platforms to build, comma-separated (default: linux/amd64,linux/arm64)"),
         ] = ALL_PLATFORMS,
         emulate: Emulate = False,
-        ui_path: UiPath = _build.DEFAULT_UI_PATH,
-    ) -> Image:
-        """A multi-platform image of one component: export it or push it.
+        ui_path: UiPathIfAny = "",
+    ) -> list[Image]:
+        """Multi-platform images, one per component: export them or push them.
 
-        Every platform's image runs its start check first (see `build`).
+        The components are those the source holds unless --components (or
+        --component) names them: broker and agent always, the UI when the source
+        has a UI app (examples/ui, or the folder --ui-path names). Asking for ui
+        where the source has none is refused before any work. Every platform's
+        image runs its start check first (see `build`). A function chained after
+        `image` runs on each component's image:
 
         `dagger call image --component broker tarball export --path broker.tar`;
-        `dagger call image --component ui publish --address ghcr.io/me/brokkr-ui:dev`.
+        `dagger call image --component ui publish --address ghcr.io/me/brokkr-ui:dev`;
+        `dagger call image tarball size` (every component the source holds).
         """
-        return await _image.build_multi(
+        targets = parse_platforms([str(p) for p in platforms])
+        selection = await _selection.select_for_source(
+            self.source, components=components, component=component, ui_path=ui_path
+        )
+        return await _image.build_each(
             self.source,
-            component=component,
-            platforms=parse_platforms([str(p) for p in platforms]),
+            components=selection.components,
+            platforms=targets,
             emulate=emulate,
-            ui_path=ui_path,
+            ui_path=selection.ui_path,
         )
 
     @function
@@ -329,18 +386,26 @@ class Brokkr:
         username: Username = "",
         password: Password = None,
         registry_service: RegistryService = None,
+        reference: Annotated[
+            bool,
+            Doc(
+                "Add a column with Brokkr's documented size of each image and architecture "
+                "(broker ~60/58 MB, agent ~65/62 MB, ui ~40/38 MB for amd64/arm64)"
+            ),
+        ] = False,
     ) -> str:
         """The image size table: one row per platform, compressed size in MB (10^6 bytes).
 
         `dagger call sizes --address ghcr.io/colliery-io/brokkr-broker:1.2.3` prints a
-        Markdown table (image, platform, compressed size = config + layers).
+        Markdown table (image, platform, compressed size = config + layers);
+        `--reference` adds Brokkr's documented size beside each figure.
         Never cached: every call asks the registry, for the manifests only (no
         SBOM or signature lookups, which `inspect` makes).
         """
         ref = parse_reference(address)
         access = await registry_access(ref, username, password, registry_service)
         info = await _inspection.inspect_address(ref, access, supply_chain=False)
-        return _inspection.size_table(info)
+        return _inspection.size_table(info, reference=reference)
 
     @function(cache="never")
     async def publish(
@@ -348,9 +413,10 @@ class Brokkr:
         ref: Annotated[str, Doc("The git ref being published ($GITHUB_REF)")] = "",
         sha: Annotated[str, Doc("The commit being published ($GITHUB_SHA), 7 to 40 hex")] = "",
         pr: Annotated[int | None, Doc("Pull request number, instead of a refs/pull ref")] = None,
-        component: Annotated[
-            Component | None, Doc("Publish only this component (default: all three)")
-        ] = None,
+        components: ComponentList = (),
+        component: ComponentAlias = None,
+        nightly: Nightly = False,
+        no_commit_tag: NoCommitTag = False,
         registry: Annotated[
             str, Doc("Registry and namespace; images go to {registry}/brokkr-{component}")
         ] = _request.DEFAULT_REGISTRY,
@@ -409,11 +475,16 @@ class Brokkr:
         ] = _request.OutputFormat.TEXT,
         registry_service: RegistryService = None,
         emulate: Emulate = False,
-        ui_path: UiPath = _build.DEFAULT_UI_PATH,
+        ui_path: UiPathIfAny = "",
     ) -> str:
         """Build every platform of each component, push it under every tag, verify it.
 
-        Tags come from the ref (see `tags`), with the registry's existing
+        The components are those the source holds unless --components (or
+        --component) names them: broker and agent always, ui when the source has
+        a UI app (examples/ui, or --ui-path); without one the output says why
+        there is no UI image (a `#` note; no_ui_image in JSON), and asking for ui
+        is refused before any work. Tags come from the ref (see `tags`:
+        --nightly, --no-commit-tag), with the registry's existing
         releases deciding whether moving tags (1.2, 1, latest) may move. An
         immutable tag that already exists stops the run before anything is
         built. Every variant is built as `image` builds it (--ui-path and
@@ -442,8 +513,9 @@ class Brokkr:
         object per tag: component, repository, tag, address, digest (the
         index), platforms (platform to manifest digest), sbom (platform to the
         digest of its attached SBOM; {} when none), sboms_not_attached (why
-        not, or null) and signatures (index and each platform to its
-        sha256-<hex>.sig tag; {} without --signing-key).
+        not, or null), signatures (index and each platform to its
+        sha256-<hex>.sig tag; {} without --signing-key) and no_ui_image (why
+        the source's default has no UI image, or null).
 
         A registry on the Dagger CLI's machine (a throw-away `registry:2` at
         localhost:5000) is out of the engine's reach as `localhost`; hand it in
@@ -456,7 +528,10 @@ class Brokkr:
             ref=ref,
             sha=sha,
             pr=pr,
+            components=components,
             component=component,
+            nightly=nightly,
+            commit_tag=not no_commit_tag,
             registry=parse_namespace(registry),
             platforms=parse_platforms([str(p) for p in platforms]) if platforms else (),
             created=created,
@@ -467,7 +542,8 @@ class Brokkr:
             ui_path=ui_path,
             emulate=emulate,
         )
-        repository = request.registry.repository(request.components[0])
+        # Every component's repository is on the registry's one host.
+        repository = request.registry.repository(Component.BROKER)
         _service.check(repository, registry_service)
         check_login(username, password)
         key = await _signing.key_from_secrets(signing_key, signing_password)

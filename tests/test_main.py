@@ -133,9 +133,24 @@ async def test_every_function_and_argument_is_documented(brokkr: ModuleCaller):
 async def test_tags_function_signature(brokkr: ModuleCaller):
     tags = (await _module(brokkr)).objects["Brokkr"].functions["tags"]
     assert tags.return_type == "[String]"
-    assert set(tags.args) == {"ref", "sha", "pr", "released"}
+    assert set(tags.args) == {"ref", "sha", "pr", "released", "nightly", "no_commit_tag"}
     assert tags.args["pr"].optional
     assert tags.args["released"].type == "[String]"
+    assert tags.args["nightly"].type == "Boolean"
+    assert tags.args["no_commit_tag"].type == "Boolean"
+
+
+async def test_dagger_call_tags_under_todays_policy(brokkr: ModuleCaller):
+    # dagger call tags --ref refs/heads/main --no-commit-tag ; ... --nightly
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    assert await brokkr.call("tags", ref="refs/heads/main", sha=sha) == [
+        "main",
+        "main-sha-0123456",
+    ]
+    assert await brokkr.call("tags", ref="refs/heads/main", no_commit_tag=True) == ["main"]
+    assert await brokkr.call("tags", ref="refs/heads/main", sha=sha, nightly=True) == ["nightly"]
+    with pytest.raises(FunctionError, match="never tags a release"):
+        await brokkr.call("tags", ref="refs/tags/v1.2.3", nightly=True)
 
 
 async def test_dagger_call_tags_for_a_release(brokkr: ModuleCaller):
@@ -209,7 +224,7 @@ async def test_stage_returns_the_cacher(brokkr: ModuleCaller, engine: StandInEng
 
 async def test_image_has_one_variant_per_platform(brokkr: ModuleCaller, engine: StandInEngine):
     # dagger call image --component ui
-    image = await brokkr.call("image", component="UI")
+    (image,) = await brokkr.call("image", component="UI")
     assert image["platforms"] == ["linux/amd64", "linux/arm64"]
     variants = [engine.node(v) for v in image["variants"]]
     assert [v.platform("?") for v in variants] == ["linux/amd64", "linux/arm64"]
@@ -236,7 +251,9 @@ async def test_function_signatures_as_the_cli_sees_them(brokkr: ModuleCaller):
     assert fns["build"].return_type == "Container"
     assert fns["build"].args["platform"].type == "Platform"
     assert fns["build"].args["platform"].optional
-    assert fns["image"].return_type == "Image"
+    assert fns["image"].return_type == "[Image]"
+    assert fns["image"].args["components"].type == "[Component]"
+    assert fns["image"].args["component"].optional
     assert fns["inspect"].return_type == "ImageInfo"
     assert {"tarball", "publish"} <= set(mod.objects["Image"].functions)
 
@@ -255,6 +272,14 @@ async def test_inspect_list_tags_and_sizes_read_a_real_registry(
     table = await brokkr.call("sizes", address=registry.address(repo, "latest"))
     assert "linux/amd64" in table
     assert "linux/arm64" in table
+    assert "reference" not in table
+    # dagger call sizes --address … --reference: Brokkr's documented size beside each figure.
+    table = await brokkr.call("sizes", address=registry.address(repo, "latest"), reference=True)
+    rows = table.splitlines()
+    assert rows[0].endswith("| Brokkr's reference |")
+    assert rows[2].startswith(f"| {registry.address(repo, 'latest')} | linux/amd64 |")
+    assert rows[2].endswith("| ~60 MB |")
+    assert rows[3].endswith("| ~58 MB |")
 
 
 async def test_sizes_reads_only_the_manifests(brokkr: ModuleCaller, registry: RegistryServer):

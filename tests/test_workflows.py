@@ -1,9 +1,13 @@
-"""The workflow files: pins, permissions and the publish call match the module.
+"""The workflow files: pins, permissions, tags and the publish call match the module.
 
 `.ci/run` validates their syntax against the GitHub Actions schema; these tests
 check what the schema cannot: the Dagger CLI runs exactly the engine version the
 module declares, every action is pinned by commit, only the signing job can
-mint an OIDC token, and tag and branch publishes share one queue.
+mint an OIDC token, publishes share one queue, Brokkr's reusable images.yml has
+no trigger of its own and follows today's tag policy, the callers that
+docs/adopting.md gives Brokkr's release, build-and-test and nightly workflows
+keep the release gates, rewire the chart jobs and never publish one another's
+tags, and the size table reaches the run summary (Brokkr's and this CI's).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +23,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from ci.rules import tags as _tags
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKKR_WORKFLOW = ROOT / "workflows" / "brokkr" / "images.yml"
@@ -73,33 +80,81 @@ def test_ci_installs_the_engine_version_read_from_dagger_json():
     assert install["with"] == {"version": "${{ steps.engine.outputs.version }}"}
 
 
+def publish_step() -> dict[str, Any]:
+    return next(s for s in steps(load(BROKKR_WORKFLOW)) if s.get("id") == "publish")
+
+
+def publish_args() -> list[str]:
+    return shlex.split(publish_step()["with"]["args"])
+
+
 def test_brokkr_workflow_calls_this_module_by_reference_on_brokkrs_checkout():
     workflow = load(BROKKR_WORKFLOW)
     module = workflow["env"]["BROKKR_CI_MODULE"]
-    assert re.fullmatch(r"github\.com/colliery-io/brokkr-ci@\S+", module)
-    publish = next(s for s in steps(workflow) if s.get("id") == "publish")
+    assert re.fullmatch(r"github\.com/colliery-io/brokkr-ci@v\d+\.\d+\.\d+", module)
+    publish = publish_step()
     assert publish["with"]["module"] == "${{ env.BROKKR_CI_MODULE }}"
-    args = publish["with"]["args"].split()
+    args = publish_args()
     assert args[:2] == ["--source=.", "publish"]
     assert "env://GITHUB_TOKEN" in args
     assert args[-2:] == ["--format", "json"]
     # Values reach the shell through environment variables, never as ${{ }} text.
     assert "${{" not in publish["with"]["args"]
+    for step in steps(workflow):
+        assert "${{" not in step.get("run", ""), step.get("name")
 
 
-def test_brokkr_workflow_triggers():
+def test_brokkr_workflow_keeps_the_commit_tag_that_promote_needs():
+    args = publish_args()
+    # A push to main keeps its main-sha-<7 hex> tag (the seed's policy): a release
+    # promotes exactly that image, so dropping it (--no-commit-tag, Brokkr's v0.9.1
+    # reference) would make every release a rebuild.
+    assert "--no-commit-tag" not in args
+    # --nightly and --components only when the caller asks for them: whole flags from
+    # the inputs, empty (no argument) otherwise.
+    assert {"$NIGHTLY_FLAG", "$COMPONENTS_FLAG"} <= set(args)
+    env = publish_step()["env"]
+    assert env["NIGHTLY_FLAG"] == "${{ inputs.nightly && '--nightly' || '' }}"
+    assert env["COMPONENTS_FLAG"] == (
+        "${{ inputs.components != '' && format('--components={0}', inputs.components) || '' }}"
+    )
+
+
+def test_brokkr_workflow_has_no_trigger_of_its_own():
+    # A reusable workflow: only Brokkr's callers decide when it publishes, so it can
+    # never publish the same tags beside one of them.
     on = load(BROKKR_WORKFLOW)["on"]
-    assert on["push"] == {"tags": ["v*"], "branches": ["main", "develop"]}
-    assert "labeled" in on["pull_request"]["types"]
-    condition = load(BROKKR_WORKFLOW)["jobs"]["publish"]["if"]
-    assert "'publish-images'" in condition
+    assert set(on) == {"workflow_call"}
+    inputs = on["workflow_call"]["inputs"]
+    assert inputs["nightly"] == {**inputs["nightly"], "type": "boolean", "default": False}
+    assert inputs["components"] == {**inputs["components"], "type": "string", "default": ""}
+    text = BROKKR_WORKFLOW.read_text()
+    assert "develop" not in text  # Brokkr has main, not develop
+
+
+def test_the_run_summary_gets_the_size_table_beside_brokkrs_reference_sizes():
+    workflow = load(BROKKR_WORKFLOW)
+    publish = workflow["jobs"]["publish"]["steps"]
+    names = [s.get("name") for s in publish]
+    sizes = next(s for s in publish if s.get("name") == "Image sizes")
+    assert names.index("Image sizes") > names.index("Publish")
+    assert re.search(r'call -m "\$BROKKR_CI_MODULE" sizes\b', sizes["run"])
+    assert sizes["env"] == {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
+    assert "--reference" in sizes["run"]
+    assert "$GITHUB_STEP_SUMMARY" in sizes["run"]
+    # Each component once, at the digest publish read back.
+    assert 'group_by(.component) | map(.[0].address + "@" + .[0].digest)' in sizes["run"]
+    digests = next(s for s in publish if s.get("id") == "digests")
+    assert "no_ui_image" in digests["run"]
 
 
 def test_tag_and_branch_publishes_share_one_queue():
-    concurrency = load(BROKKR_WORKFLOW)["concurrency"]
+    concurrency = load(BROKKR_WORKFLOW)["jobs"]["publish"]["concurrency"]
     group = concurrency["group"]
-    # Not keyed on the ref: one constant group outside pull requests.
+    # Not keyed on the ref or the calling workflow: one constant group outside pull
+    # requests, so release, main and nightly publishes never run at once.
     assert "github.ref" not in group
+    assert "github.workflow" not in group
     assert "'brokkr-images-publish'" in group
     assert concurrency["queue"] == "max"
     assert concurrency["cancel-in-progress"] is False
@@ -160,7 +215,7 @@ def test_a_closed_pull_request_prunes_its_images():
         "cancel-in-progress": False,
         "queue": "max",  # a pending publish of the pull request is never dropped
     }
-    images_group = load(BROKKR_WORKFLOW)["concurrency"]["group"]
+    images_group = load(BROKKR_WORKFLOW)["jobs"]["publish"]["concurrency"]["group"]
     assert "brokkr-images-pr-{0}" in images_group
 
 
@@ -182,7 +237,10 @@ def test_a_schedule_prunes_old_branch_images_and_cache_keys():
         "cancel-in-progress": False,
         "queue": "max",
     }
-    assert "'brokkr-images-publish'" in load(BROKKR_WORKFLOW)["concurrency"]["group"]
+    assert (
+        "'brokkr-images-publish'"
+        in load(BROKKR_WORKFLOW)["jobs"]["publish"]["concurrency"]["group"]
+    )
 
 
 def test_a_release_promotes_the_tested_main_image_else_publishes():
@@ -233,3 +291,117 @@ def test_the_promoted_digests_reach_the_sign_job(tmp_path: Path):
     images = output.read_text().strip().removeprefix("images=")
     assert json.loads(images) == [{"repository": repo, "digest": digest}]
     assert f"`{repo}:latest`" in summary.read_text()
+
+
+# -- the callers in Brokkr's workflows, as docs/adopting.md gives them -------------------
+
+ADOPTING = ROOT / "docs" / "adopting.md"
+CALLER_BLOCK = re.compile(
+    r"```yaml\n# \.github/workflows/(?P<name>[\w-]+\.yml)\n(?P<body>.*?)```", re.S
+)
+# Brokkr's gates in front of a release (release.yml at df0be43): the tag matches every
+# package version, then the test suites (setup -> unit/integration -> e2e).
+RELEASE_GATES = {"verify-version", "unit_tests", "integration_tests", "e2e_tests"}
+CALLED = "./.github/workflows/images.yml"
+# Each caller's triggers (Brokkr's `on:` at df0be43) as the refs a run gets.
+TRIGGERS = {
+    "release.yml": ["refs/tags/v1.2.3", "refs/tags/v1.3.0-rc.1"],
+    "build-and-test.yml": ["refs/heads/main", "refs/pull/7/merge"],
+    "nightly.yml": ["refs/heads/main"],
+}
+
+
+def callers() -> dict[str, dict[str, Any]]:
+    """Brokkr workflow name -> the jobs docs/adopting.md tells it to have."""
+    found = {}
+    for match in CALLER_BLOCK.finditer(ADOPTING.read_text()):
+        found[match["name"]] = yaml.safe_load(match["body"])["jobs"]
+    return found
+
+
+def calls(jobs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: job for name, job in jobs.items() if job.get("uses") == CALLED}
+
+
+def needs(job: dict[str, Any]) -> set[str]:
+    value = job.get("needs", [])
+    return {value} if isinstance(value, str) else set(value)
+
+
+def test_the_guide_gives_a_caller_for_each_of_brokkrs_image_workflows():
+    found = callers()
+    assert set(found) == set(TRIGGERS)
+    for name, jobs in found.items():
+        assert len(calls(jobs)) == 1, name
+
+
+def test_a_release_publish_waits_for_verify_version_and_the_tests():
+    jobs = callers()["release.yml"]
+    ((name, images),) = calls(jobs).items()
+    assert needs(images) >= RELEASE_GATES
+    # publish-helm-charts needed publish-container-images: now it needs the call.
+    assert needs(jobs["publish-helm-charts"]) == {name}
+    assert "build-release-images" not in jobs
+    assert "publish-container-images" not in jobs
+
+
+def test_build_and_test_charts_wait_for_the_images_and_forks_publish_nothing():
+    jobs = callers()["build-and-test.yml"]
+    ((name, images),) = calls(jobs).items()
+    assert "head.repo.full_name == github.repository" in images["if"]
+    assert name in needs(jobs["publish-dev-charts"])
+    assert name in needs(jobs["publish-pr-charts"])
+    assert not {"build-images", "merge-manifests"} & (
+        needs(jobs["publish-dev-charts"]) | needs(jobs["publish-pr-charts"])
+    )
+
+
+def test_the_nightly_publishes_broker_and_agent_from_main_after_the_tests():
+    jobs = callers()["nightly.yml"]
+    ((name, images),) = calls(jobs).items()
+    # The same id as Brokkr's job, which notify-failure and the prune jobs need.
+    assert name == "nightly-images"
+    assert images["with"] == {"nightly": True, "components": "broker,agent"}
+    assert needs(images) >= {"unit_tests", "integration_tests", "e2e_tests"}
+    assert images["if"] == "github.ref == 'refs/heads/main'"
+
+
+def test_no_caller_passes_inputs_images_yml_does_not_take():
+    inputs = set(load(BROKKR_WORKFLOW)["on"]["workflow_call"]["inputs"])
+    for jobs in callers().values():
+        for job in calls(jobs).values():
+            assert set(job.get("with", {})) <= inputs
+
+
+def test_callers_grant_what_images_yml_asks_for():
+    workflow = load(BROKKR_WORKFLOW)
+    asked: dict[str, str] = {}
+    for job in workflow["jobs"].values():
+        asked.update(job["permissions"])
+    for jobs in callers().values():
+        for job in calls(jobs).values():
+            assert job["permissions"] == asked
+
+
+def test_no_two_workflows_publish_the_same_tags():
+    # The tags each caller's runs get, computed by the module's own rules with the flags
+    # images.yml passes (--nightly when the caller says so).
+    commit_tag = "--no-commit-tag" not in publish_args()
+    owner: dict[str, str] = {}
+    for workflow, jobs in callers().items():
+        (job,) = calls(jobs).values()
+        nightly = job.get("with", {}).get("nightly", False)
+        for ref in TRIGGERS[workflow]:
+            for tag in _tags.compute_tags(
+                ref, sha="0123456789abcdef", nightly=nightly, commit_tag=commit_tag
+            ):
+                assert owner.setdefault(tag.name, workflow) == workflow, (
+                    f"{workflow} and {owner[tag.name]} both publish {tag.name}"
+                )
+    assert {"1.2.3", "latest", "main", "main-sha-0123456", "pr-7", "nightly"} <= set(owner)
+
+
+def test_the_guide_keeps_brokkrs_branch():
+    text = ADOPTING.read_text()
+    assert "develop" not in text
+    assert "refs/heads/main" in text

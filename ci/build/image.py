@@ -1,9 +1,10 @@
 """A multi-platform image: one component built for several platforms.
 
 Dagger cannot usefully hand a bare list of platform variants to the command
-line, so `image` returns an `Image` object: `tarball` exports a multi-platform
-OCI archive (`dagger call image --component broker tarball export --path
-broker.tar`) and `publish` pushes one multi-platform manifest.
+line, so `image` returns one `Image` object per component: `tarball` exports a
+multi-platform OCI archive (`dagger call image --component broker tarball
+export --path broker.tar`) and `publish` pushes one multi-platform manifest. A
+function chained after `image` runs on each component's `Image`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dagger import Doc, function, object_type
 from ci.build import push as _push
 from ci.build import service as _service
 from ci.build.stages import DEFAULT_UI_PATH, check_starts, compose_variants, console_marker
-from ci.rules.components import Component, Stage, component_spec
+from ci.concurrency import run_all
+from ci.rules.components import Component, Stage, check_image_name, component_spec
 from ci.rules.platforms import PLATFORMS, PlatformSpec
 
 
@@ -64,12 +66,16 @@ class Image:
     ) -> str:
         """Push all variants as one multi-platform manifest; return the `…@sha256:` reference.
 
+        An address whose repository is named after another Brokkr image (the
+        agent's image to …/brokkr-broker) is refused before the push.
+
         Transient registry errors are retried a bounded number of times; a
         refused login is not. `dagger call image --component ui publish
         --address ghcr.io/me/brokkr-ui:dev`; to a registry on the CLI's machine:
         `--address localhost:5000/brokkr-ui:dev --registry-service tcp://localhost:5000`.
         """
         address, ref = _push.check_address(address)
+        check_image_name(self.component, ref.name)
         _service.check(ref, registry_service)
         primary = _push.with_auth(self.variants[0], ref, username=username, password=password)
         return await _push.push(
@@ -111,3 +117,26 @@ async def build_multi(
     embedded = await console_marker(source, spec) if spec.rust else None
     await check_starts(spec, variants, names, embedded=embedded)
     return Image(component=component, variants=variants, platforms=names)
+
+
+async def build_each(
+    source: dagger.Directory,
+    *,
+    components: Sequence[Component],
+    platforms: Sequence[PlatformSpec] = tuple(PLATFORMS.values()),
+    emulate: bool = False,
+    ui_path: str = DEFAULT_UI_PATH,
+) -> list[Image]:
+    """`build_multi` for every component in `components`, concurrently, in that order.
+
+    Every build runs to its end; any failure is then one `BrokkrError` naming
+    the image and platform of each (`run_all`), and nothing is returned.
+    """
+    return await run_all(
+        [
+            lambda c=c: build_multi(
+                source, component=c, platforms=platforms, emulate=emulate, ui_path=ui_path
+            )
+            for c in components
+        ]
+    )

@@ -8,11 +8,13 @@ been pushed then.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import dagger
 
 from ci.build import failures as _failures
 from ci.build import image as _image
+from ci.build import selection as _selection
 from ci.build.stages import check_source, native_platform
 from ci.concurrency import run_all
 from ci.errors import BrokkrError
@@ -22,6 +24,23 @@ from ci.rules.components import Component, component_spec
 from ci.rules.labels import image_labels
 from ci.rules.platforms import PlatformSpec
 from ci.supply_chain import sbom as _sbom
+
+
+async def with_components(request: PublishRequest, source: dagger.Directory) -> PublishRequest:
+    """`request` with the components it publishes: those asked for, else what `source` holds.
+
+    Reads only whether the source has a UI app (`_selection`); refuses a `ui`
+    the source lacks, naming --ui-path. The UI folder becomes the one used.
+    """
+    selection = await _selection.select_for_source(
+        source, components=request.components, ui_path=request.ui_path
+    )
+    return replace(
+        request,
+        components=selection.components,
+        ui_path=selection.ui_path,
+        no_ui=selection.no_ui,
+    )
 
 
 async def check_sources(

@@ -16,6 +16,7 @@ from ci.registry import referrers as _referrers
 from ci.registry.client import ImageDescription, RegistryClient
 from ci.registry.text import markdown_cell
 from ci.rules.reference import ImageReference
+from ci.rules.sizes import reference_size
 from ci.supply_chain import signing as _signing
 from ci.supply_chain.cyclonedx import MEDIA_TYPE as SBOM_MEDIA_TYPE
 
@@ -184,11 +185,13 @@ async def signatures_stored(
     return found
 
 
-def size_table(info: ImageInfo) -> str:
+def size_table(info: ImageInfo, *, reference: bool = False) -> str:
     """The image size table: one Markdown row per platform, compressed MB with 1 decimal.
 
     Cells are cleaned (no control characters, ``|`` escaped), so whatever a
-    registry calls a platform stays in its cell.
+    registry calls a platform stays in its cell. With ``reference`` a fourth
+    column gives Brokkr's documented size of that image and architecture
+    (``ci.rules.sizes``; ``-`` when it documents none).
 
     ::
 
@@ -196,12 +199,20 @@ def size_table(info: ImageInfo) -> str:
         |---|---|---|
         | ghcr.io/colliery-io/brokkr-broker:1.2.3 | linux/amd64 | 28.4 MB |
     """
-    lines = ["| Image | Platform | Compressed size |", "|---|---|---|"]
-    lines += [
-        f"| {markdown_cell(info.address)} | {markdown_cell(p.platform)} | "
-        f"{format_megabytes(p.size)} |"
-        for p in info.platforms
-    ]
+    header = "| Image | Platform | Compressed size |"
+    rule = "|---|---|---|"
+    if reference:
+        header += " Brokkr's reference |"
+        rule += "---|"
+    lines = [header, rule]
+    for p in info.platforms:
+        row = (
+            f"| {markdown_cell(info.address)} | {markdown_cell(p.platform)} | "
+            f"{format_megabytes(p.size)} |"
+        )
+        if reference:
+            row += f" {reference_size(info.address, p.platform) or '-'} |"
+        lines.append(row)
     return "\n".join(lines) + "\n"
 
 

@@ -56,6 +56,9 @@ async def plan(request: PublishRequest, client: RegistryClient) -> list[Target]:
     Existing immutable tags of this run are looked at too: the commit they were
     published from goes into the refusal message.
     """
+    if not request.components:
+        # A bug, not a user's mistake: publish settles them first (`with_components`).
+        raise ValueError("plan needs the request's components settled (images.with_components)")
     targets: dict[Component, Target] = {}
 
     async def one(component: Component) -> None:
@@ -66,6 +69,8 @@ async def plan(request: PublishRequest, client: RegistryClient) -> list[Target]:
             sha=request.sha,
             pr=request.pr,
             released=released_versions(existing),
+            nightly=request.nightly,
+            commit_tag=request.commit_tag,
         )
         target = Target(component_spec(component), repository, tags, frozenset(existing))
         for name in target.conflicts:

@@ -2,7 +2,9 @@
 
 The order is the contract (SPEC "Publish"):
 
-1. every input is checked before anything runs (`PublishRequest`);
+1. every input is checked before anything runs (`PublishRequest`), and the
+   components are settled (`with_components`: those asked for, else every
+   component the source holds; a `ui` the source lacks is refused);
 2. the registry is read: the semver tags already there decide where moving
    tags may go, and an immutable tag that already exists stops the run before
    anything is built (unless `force`);
@@ -47,9 +49,9 @@ import dagger
 from ci.access import RegistryAccess
 from ci.errors import BrokkrError
 from ci.publishing.deliver import deliver
-from ci.publishing.images import build, check_sources, compose
+from ci.publishing.images import build, check_sources, compose, with_components
 from ci.publishing.plan import plan, refuse_overwrites
-from ci.publishing.report import dry_run_report, dry_run_signing, render
+from ci.publishing.report import dry_run_report, dry_run_signing, no_ui_lines, render
 from ci.publishing.request import PublishRequest
 from ci.registry.client import Credentials
 from ci.rules.namespace import Namespace
@@ -102,6 +104,7 @@ async def publish(
     """
     credentials = access.credentials
     check_signing_login(request, credentials, signing_key)
+    request = await with_components(request, source)
     await check_sources(source, request.components, request.ui_path)
     async with access.client(anonymous_hint=READ_LOGIN_HINT) as client:
         targets = await plan(request, client)
@@ -111,7 +114,7 @@ async def publish(
                 lines += dry_run_signing(
                     targets, login_needed=not can_write(request.registry, credentials)
                 )
-            return "\n".join(lines)
+            return "\n".join([*lines, *no_ui_lines(request.no_ui)])
         refuse_overwrites(request, targets)
         images = await compose(request, source)
         # SBOMs are read from each variant once it is built, and before the first push
@@ -128,4 +131,11 @@ async def publish(
             pending=pending,
             signing_key=signing_key,
         )
-        return render(request.output, request.platform_names, targets, refs, sboms_attachable=sboms)
+        return render(
+            request.output,
+            request.platform_names,
+            targets,
+            refs,
+            sboms_attachable=sboms,
+            no_ui=request.no_ui,
+        )

@@ -115,6 +115,11 @@ def notes(targets: Sequence[Target], *, sboms_attachable: bool) -> list[str]:
     return [*sboms, *(f"# signature {n}" for n in signature_notes(targets))]
 
 
+def no_ui_lines(no_ui: str | None) -> list[str]:
+    """The `# …` note saying why there is no UI image, when the default left it out."""
+    return [f"# {no_ui}"] if no_ui else []
+
+
 def render(
     output: OutputFormat,
     platforms: Sequence[str],
@@ -122,15 +127,19 @@ def render(
     refs: Sequence[str],
     *,
     sboms_attachable: bool,
+    no_ui: str | None = None,
 ) -> str:
     """What `publish` prints: `address@digest` lines and `# …` notes (`notes`), or one
     JSON array.
 
     In JSON the notes' content is in each object instead (`sbom`,
-    `sboms_not_attached`, `signatures`; see `OutputFormat.JSON`).
+    `sboms_not_attached`, `signatures`, `no_ui_image`; see `OutputFormat.JSON`).
+    `no_ui` says why there is no UI image, when the source's default left it out.
     """
     if output is OutputFormat.TEXT:
-        return "\n".join([*refs, *notes(targets, sboms_attachable=sboms_attachable)])
+        return "\n".join(
+            [*refs, *notes(targets, sboms_attachable=sboms_attachable), *no_ui_lines(no_ui)]
+        )
     sboms_not_attached = None if sboms_attachable else _sbom.NOT_ATTACHED_REASON
     entries = [
         {
@@ -149,6 +158,7 @@ def render(
                 for what in ("index", *platforms)
                 if what in target.signatures
             },
+            "no_ui_image": no_ui,
         }
         for target in targets
         for tag in target.tags

@@ -11,7 +11,7 @@ import dagger
 from ci.build.stages import DEFAULT_UI_PATH
 from ci.build.ui import normalize_ui_path
 from ci.errors import BrokkrError
-from ci.rules.components import Component
+from ci.rules.components import Component, requested_components
 from ci.rules.labels import validate_created, validate_source_url
 from ci.rules.namespace import Namespace
 from ci.rules.platforms import PlatformSpec
@@ -30,9 +30,10 @@ class OutputFormat(enum.Enum):
     JSON = "json"
     """One JSON array, one object per pushed tag: component, repository, tag, address,
     digest (of the index), platforms (platform -> manifest digest), sbom (platform ->
-    digest of the attached SBOM referrer), sboms_not_attached (why not, or null) and
+    digest of the attached SBOM referrer), sboms_not_attached (why not, or null),
     signatures (`index` and each platform -> its `sha256-<hex>.sig` tag; empty without
-    --signing-key). Nothing else is printed."""
+    --signing-key) and no_ui_image (why the source's default has no UI image, or
+    null). Nothing else is printed."""
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,15 @@ class PublishRequest:
     force: bool = False
     output: OutputFormat = OutputFormat.TEXT
     ui_path: str = DEFAULT_UI_PATH
-    """The UI app's folder in the source (normalised)."""
+    """The UI app's folder in the source (normalised; empty: the default, if the source has it)."""
     emulate: bool = False
     """Build the Rust stages under emulation instead of cross-compiling."""
+    nightly: bool = False
+    """A scheduled build: the only tag is `nightly` (`compute_tags`)."""
+    commit_tag: bool = True
+    """Give a branch push its `<branch>-sha-<7 hex>` tag (the seed's policy)."""
+    no_ui: str | None = None
+    """Why there is no UI image, when the source's default left it out (`with_components`)."""
 
     @property
     def platform_names(self) -> tuple[str, ...]:
@@ -67,7 +74,6 @@ class PublishRequest:
         ref: str,
         sha: str,
         pr: int | None,
-        component: Component | None,
         registry: Namespace,
         platforms: Sequence[PlatformSpec],
         created: str,
@@ -75,23 +81,30 @@ class PublishRequest:
         dry_run: bool = False,
         force: bool = False,
         output: OutputFormat = OutputFormat.TEXT,
-        ui_path: str = DEFAULT_UI_PATH,
+        ui_path: str = "",
         emulate: bool = False,
+        components: Sequence[Component] = (),
+        component: Component | None = None,
+        nightly: bool = False,
+        commit_tag: bool = True,
     ) -> PublishRequest:
         """Check every input and normalise it; a `BrokkrError` names the first bad one.
 
         The namespace and the platforms come parsed (`parse_namespace`,
-        `parse_platforms`, in `ci.main`).
+        `parse_platforms`, in `ci.main`). `components` (with `component`, its
+        one-item alias) may be empty: the default, every component the source
+        holds, is decided by `images.with_components` once the source is read.
         """
         if not sha:
             msg = "--sha is required: the commit being published (e.g. $GITHUB_SHA)"
             raise BrokkrError(msg)
         sha = validate_sha(sha)
-        compute_tags(ref, sha=sha, pr=pr)  # the ref, sha and pr make sense together
+        # The ref, sha, pr and tag policy make sense together.
+        compute_tags(ref, sha=sha, pr=pr, nightly=nightly, commit_tag=commit_tag)
         if not platforms:
             msg = "--platforms is empty: give at least one of linux/amd64, linux/arm64"
             raise BrokkrError(msg)
-        components = tuple(Component) if component is None else (component,)
+        requested = requested_components(components, component)
         if dry_run and output is OutputFormat.JSON:
             msg = (
                 "--format json describes pushed images (their digests); --dry-run pushes "
@@ -102,7 +115,7 @@ class PublishRequest:
             ref=ref,
             sha=sha,
             pr=pr,
-            components=components,
+            components=requested,
             registry=registry,
             platforms=tuple(platforms),
             created=validate_created(created),
@@ -110,6 +123,8 @@ class PublishRequest:
             dry_run=dry_run,
             force=force,
             output=output,
-            ui_path=normalize_ui_path(ui_path),
+            ui_path=normalize_ui_path(ui_path) if ui_path.strip() else "",
             emulate=emulate,
+            nightly=nightly,
+            commit_tag=commit_tag,
         )

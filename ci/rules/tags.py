@@ -11,6 +11,22 @@ registry. ``compute_tags`` is what ``dagger call tags`` prints and what
 | ``refs/tags/<not semver>``      | the sanitized tag name                   | yes                |
 | ``refs/heads/<branch>`` + sha   | ``<branch>``, ``<branch>-sha-<7 hex>``   | the sha tag only   |
 | ``refs/pull/<N>/merge|head``    | ``pr-N``                                 | no                 |
+| a branch, ``nightly=True``      | ``nightly``                              | no                 |
+
+Two policies, both Brokkr's (docs/tags.md):
+
+- **the seed's** (the default): the table above; every branch push also gets
+  the immutable per-commit tag ``<branch>-sha-<7 hex>``.
+- **today's** (Brokkr v0.9.1, ``docs/src/reference/container-images.md``):
+  ``commit_tag=False`` drops the per-commit tag (a branch push gets
+  ``<branch>`` alone, so it needs no sha), and the scheduled nightly build
+  publishes with ``nightly=True``.
+
+``nightly=True`` gives the one moving tag ``nightly`` and nothing else: never a
+release's tags (a ``refs/tags/...`` ref or a pull request is refused), never the
+branch's own tags (the branch's push workflow owns those; two workflows must
+not push the same tag), and no per-commit tag (a night without new commits
+rebuilds the same commit, which an immutable tag would refuse).
 
 Order: as the SPEC's table lists them. For a release the immutable version
 leads and the moving tags follow from the narrowest (``1.2``) to the broadest
@@ -32,8 +48,8 @@ semver ignores build metadata when ordering versions. Two builds of one version
 therefore share the immutable tag, and publishing refuses the second one.
 
 A tag name that would land in the namespace of release tags (``latest``,
-``1``, ``1.2``, a full version such as ``1.2.3``, ``pr-7`` or ``x-sha-1234567``)
-is refused when it comes from a branch or a non-semver git tag: pushing it would
+``1``, ``1.2``, a full version such as ``1.2.3``, ``pr-7``, ``x-sha-1234567``
+or ``nightly``) is refused when it comes from a branch or a non-semver git tag: pushing it would
 overwrite a release's tag or a moving pointer.
 """
 
@@ -51,6 +67,7 @@ __all__ = [
     "ACCEPTED_REFS",
     "LATEST",
     "MAX_TAG_LENGTH",
+    "NIGHTLY",
     "OCI_TAG",
     "SHORT_SHA_LENGTH",
     "Tag",
@@ -71,6 +88,9 @@ SHORT_SHA_LENGTH = 7
 
 LATEST = "latest"
 """The moving tag of the highest stable release."""
+
+NIGHTLY = "nightly"
+"""The moving tag of the scheduled (nightly) build, Brokkr's policy since v0.9."""
 
 ACCEPTED_REFS = (
     "refs/tags/<tag>, refs/heads/<branch>, refs/pull/<N>/merge, refs/pull/<N>/head, "
@@ -119,6 +139,8 @@ def compute_tags(
     sha: str = "",
     pr: int | None = None,
     released: Iterable[str] = (),
+    nightly: bool = False,
+    commit_tag: bool = True,
 ) -> list[Tag]:
     """Compute the tags of an image built from ``ref``, most specific first.
 
@@ -127,15 +149,21 @@ def compute_tags(
             ``refs/tags/<tag>``, ``refs/heads/<branch>`` or
             ``refs/pull/<N>/merge`` (or ``/head``). May be empty when ``pr``
             is given.
-        sha: The commit, 7 to 40 hex digits. Required for a branch push (it
-            makes the ``<branch>-sha-<7 hex>`` tag); checked but unused
-            otherwise.
+        sha: The commit, 7 to 40 hex digits. Required for a branch push while
+            ``commit_tag`` is on (it makes the ``<branch>-sha-<7 hex>`` tag);
+            checked but unused otherwise.
         pr: A pull request number (at least 1). With an empty ref it yields
             ``pr-N``; with a ``refs/pull/M/...`` ref it must equal M.
         released: Versions already published (``v1.2.0``, ``2.0.0``,
             ``1.3.0-rc.1``, ``1.2.3_build.5``), e.g. from
             ``released_versions(<registry tag list>)``. They keep moving tags
             from going backwards.
+        nightly: A scheduled (nightly) build: the only tag is ``nightly``
+            (moving). The ref must be a branch or empty; a tag ref, a pull
+            request ref or ``pr`` is refused.
+        commit_tag: Give a branch push its immutable ``<branch>-sha-<7 hex>``
+            tag (the seed's policy, the default). ``False`` follows Brokkr's
+            policy since v0.9: the branch tag alone.
 
     Returns:
         The tags, the immutable one first, then moving tags from narrowest to
@@ -144,12 +172,17 @@ def compute_tags(
 
     Raises:
         BrokkrError: The ref, sha, pr or a released entry is malformed, a branch
-            push has no sha, or the name would collide with a release tag. The
-            message names the accepted forms.
+            push has no sha (with ``commit_tag``), the name would collide with
+            a release tag, or a nightly build names a git tag or pull request.
+            The message names the accepted forms.
     """
     commit = validate_sha(sha) if sha else ""
     number = _validate_pr(pr)
     published = _parse_released(released)
+
+    if nightly:
+        _check_nightly_ref(ref, number)
+        return [Tag(NIGHTLY, immutable=False)]
 
     if not ref:
         if number is None:
@@ -187,10 +220,13 @@ def compute_tags(
         branch = ref.removeprefix("refs/heads/")
         if not branch:
             raise BrokkrError(f"Ref {_show(ref)} names no branch (accepted refs: {ACCEPTED_REFS}).")
+        if not commit_tag:
+            return _branch_tags(branch, "")
         if not commit:
             raise BrokkrError(
                 f"A branch push ({_show(ref)}) needs --sha, the commit it built "
-                "(7 to 40 hex digits, e.g. $GITHUB_SHA), for its <branch>-sha-<7 hex> tag."
+                "(7 to 40 hex digits, e.g. $GITHUB_SHA), for its <branch>-sha-<7 hex> tag "
+                "(or --no-commit-tag, which publishes the branch tag alone)."
             )
         return _branch_tags(branch, commit)
 
@@ -288,13 +324,36 @@ def _release_tags(name: str, published: list[semver.Version]) -> list[Tag]:
 
 
 def _branch_tags(branch: str, commit: str) -> list[Tag]:
-    """``<branch>`` (moving) and ``<branch>-sha-<7 hex>`` (immutable), in the SPEC's order."""
+    """``<branch>`` (moving) and, given a commit, ``<branch>-sha-<7 hex>`` (immutable).
+
+    The branch tag is cut to leave room for the sha suffix whether or not the
+    commit tag is made, so one branch has one tag under either policy.
+    """
     base = sanitize_tag(branch, max_length=MAX_TAG_LENGTH - _SHA_SUFFIX_LENGTH)
     _refuse_release_namespace(base, source=f"branch {_show(branch)}")
-    return [
-        Tag(base, immutable=False),
-        Tag(f"{base}{_SHA_INFIX}{commit[:SHORT_SHA_LENGTH]}", immutable=True),
-    ]
+    tags = [Tag(base, immutable=False)]
+    if commit:
+        tags.append(Tag(f"{base}{_SHA_INFIX}{commit[:SHORT_SHA_LENGTH]}", immutable=True))
+    return tags
+
+
+def _check_nightly_ref(ref: str, number: int | None) -> None:
+    """A nightly build comes from a branch (or no ref): never a release or a pull request."""
+    if number is not None or ref.startswith("refs/pull/"):
+        raise BrokkrError(
+            "--nightly is the scheduled build of a branch; a pull request build "
+            f"({_show(ref) if ref else f'--pr {number}'}) gets pr-N: drop --nightly or the "
+            "pull request."
+        )
+    if ref.startswith("refs/tags/"):
+        raise BrokkrError(
+            f"--nightly never tags a release: ref {_show(ref)} is a git tag, which gets "
+            "its version tags. Run the nightly publish on a branch (refs/heads/main)."
+        )
+    if ref and (not ref.startswith("refs/heads/") or ref == "refs/heads/"):
+        raise BrokkrError(
+            f"--nightly takes a branch ref (refs/heads/<branch>) or none; got {_show(ref)}."
+        )
 
 
 def _refuse_release_namespace(tag: str, *, source: str) -> None:
@@ -307,12 +366,14 @@ def _refuse_release_namespace(tag: str, *, source: str) -> None:
         clash = "a pull request's tag"
     elif _SHA_TAG.fullmatch(tag):
         clash = "a branch's <branch>-sha-<7 hex> tag"
+    elif tag == NIGHTLY:
+        clash = "the scheduled build's nightly tag"
     else:
         return
     raise BrokkrError(
         f"The {source} would be published as {tag!r}, which collides with {clash}. "
         "Release with a full semver git tag such as v1.2.3, and keep branch names out "
-        "of the forms latest, N, N.N, N.N.N, pr-N and <name>-sha-<7 hex>."
+        "of the forms latest, nightly, N, N.N, N.N.N, pr-N and <name>-sha-<7 hex>."
     )
 
 

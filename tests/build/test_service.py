@@ -352,7 +352,7 @@ async def test_image_publish_pushes_through_the_registry_service(
 ):
     engine.on_publish = push_to_registry(engine, registry=address_registry, base_url=None)
     service_id = await host_service(address_registry, registry)
-    image = await brokkr.call("image", component="UI")
+    (image,) = await brokkr.call("image", component="UI")
     address = f"{address_registry}/t{uuid.uuid4().hex[:10]}/brokkr-ui:dev"
     ref = await brokkr.call(
         "publish", parent="Image", state=image, address=address, registry_service=service_id
@@ -395,7 +395,7 @@ async def test_image_publish_refuses_a_registry_service_for_a_remote_registry(
     brokkr: ModuleCaller, engine: StandInEngine
 ):
     service_id = await dag.address("tcp://localhost:5000").service().id()
-    image = await brokkr.call("image", component="UI")
+    (image,) = await brokkr.call("image", component="UI")
     with pytest.raises(FunctionError, match="--registry-service needs a loopback registry"):
         await brokkr.call(
             "publish",

@@ -59,6 +59,15 @@ def test_size_table_has_one_row_per_platform():
     )
 
 
+def test_size_table_with_brokkrs_reference_sizes_beside_each_figure():
+    assert size_table(sample_info(), reference=True) == (
+        "| Image | Platform | Compressed size | Brokkr's reference |\n"
+        "|---|---|---|---|\n"
+        "| ghcr.io/colliery-io/brokkr-broker:1.2.3 | linux/amd64 | 28.4 MB | ~60 MB |\n"
+        "| ghcr.io/colliery-io/brokkr-broker:1.2.3 | linux/arm64/v8 | 0.9 MB | ~58 MB |\n"
+    )
+
+
 def test_summary_is_a_readable_table():
     assert sample_info().summary() == (
         "address:    ghcr.io/colliery-io/brokkr-broker:1.2.3\n"

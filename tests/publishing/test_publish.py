@@ -603,7 +603,7 @@ async def test_a_moved_ui_folder_publishes_with_ui_path(
     )
     brokkr = ModuleCaller(engine, await moved.id())
     args = {"pr": 3, "sha": SHA, "registry": namespace, "component": "UI"}
-    with pytest.raises(FunctionError, match="the UI folder 'examples/ui' is not in the source"):
+    with pytest.raises(FunctionError, match=r"no UI app at 'examples/ui'.*--ui-path"):
         await brokkr.call("publish", **args)
     assert engine.pushes == []
 

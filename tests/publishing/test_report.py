@@ -68,8 +68,26 @@ def test_json_has_one_object_per_tag_with_the_same_data():
         "sbom": {"linux/amd64": SBOM_AMD},
         "sboms_not_attached": NOT_ATTACHED_REASON,
         "signatures": {"index": f"sha256-{'1' * 64}.sig"},
+        "no_ui_image": None,
     }
     assert second["tag"] == "latest"
+
+
+def test_the_reason_for_no_ui_image_is_a_last_note_and_a_json_key():
+    why = "no brokkr-ui image: the source holds no UI app at examples/ui"
+    text = render(
+        OutputFormat.TEXT,
+        PLATFORMS,
+        [delivered()],
+        ["r@sha256:x"],
+        sboms_attachable=False,
+        no_ui=why,
+    )
+    assert text.splitlines()[-1] == f"# {why}"
+    entries = json.loads(
+        render(OutputFormat.JSON, PLATFORMS, [delivered()], [], sboms_attachable=False, no_ui=why)
+    )
+    assert [e["no_ui_image"] for e in entries] == [why, why]
 
 
 def test_after_a_push_the_sentences_name_what_was_written_and_what_failed():

@@ -449,7 +449,7 @@ async def test_one_deadline_covers_a_publish_plan():
             ref="refs/tags/v1.2.3",
             sha="0" * 40,
             pr=None,
-            component=None,
+            components=tuple(Component),
             registry=parse_namespace(f"{server.registry}/org"),
             platforms=parse_platforms(["linux/amd64"]),
             created="",

@@ -4,14 +4,19 @@ import re
 
 import pytest
 
+from ci.errors import BrokkrError
 from ci.rules import versions as _versions
 from ci.rules.components import (
     BROKKR_UID,
     BROKKR_USER,
     COMPONENTS,
+    RUST_COMPONENTS,
     Component,
     Stage,
+    check_image_name,
     component_spec,
+    requested_components,
+    select_components,
 )
 
 
@@ -90,3 +95,84 @@ def test_kubectl_url_and_checksum_form():
         == f"https://dl.k8s.io/release/{_versions.KUBECTL_VERSION}/bin/linux/arm64/kubectl"
     )
     assert _versions.kubectl_checksum("amd64") == "sha256:" + _versions.KUBECTL_SHA256["amd64"]
+
+
+# -- which components a run builds (issue 15) ---------------------------------------
+
+B, A, U = Component.BROKER, Component.AGENT, Component.UI
+
+
+def test_the_seed_era_default_is_all_three():
+    chosen = select_components((), ui_present=True, ui_path="examples/ui", ui_path_given=False)
+    assert chosen.components == (B, A, U)
+    assert chosen.no_ui is None
+
+
+def test_a_source_without_a_ui_app_defaults_to_broker_and_agent_and_says_why():
+    chosen = select_components((), ui_present=False, ui_path="examples/ui", ui_path_given=False)
+    assert chosen.components == RUST_COMPONENTS == (B, A)
+    assert chosen.no_ui is not None
+    assert "no brokkr-ui image" in chosen.no_ui
+    assert "examples/ui/package.json" in chosen.no_ui
+    assert "--ui-path" in chosen.no_ui
+
+
+def test_a_ui_path_that_names_an_app_adds_the_ui_by_default():
+    chosen = select_components((), ui_present=True, ui_path="examples/ui-slim", ui_path_given=True)
+    assert chosen.components == (B, A, U)
+    assert chosen.ui_path == "examples/ui-slim"
+
+
+@pytest.mark.parametrize(
+    ("requested", "given"),
+    [
+        pytest.param((U,), False, id="ui-asked"),
+        pytest.param((B, U), False, id="ui-among-others"),
+        pytest.param((), True, id="ui-path-names-nothing"),
+        pytest.param((B,), True, id="ui-path-names-nothing-broker-asked"),
+    ],
+)
+def test_asking_for_a_ui_the_source_lacks_is_an_error_naming_ui_path(requested, given):
+    with pytest.raises(BrokkrError, match="--ui-path") as info:
+        select_components(requested, ui_present=False, ui_path="examples/ui", ui_path_given=given)
+    assert "examples/ui/package.json" in str(info.value)
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_an_explicit_list_is_kept_and_needs_no_reason(present):
+    chosen = select_components(
+        (A, B, A), ui_present=present, ui_path="examples/ui", ui_path_given=False
+    )
+    assert chosen.components == (B, A)
+    assert chosen.no_ui is None
+
+
+def test_component_is_a_one_item_alias_of_components():
+    assert requested_components((), None) == ()
+    assert requested_components((), A) == (A,)
+    assert requested_components((A,), A) == (A,)
+    assert requested_components((U, B), None) == (B, U)
+    with pytest.raises(BrokkrError, match="disagree"):
+        requested_components((B, A), A)
+
+
+@pytest.mark.parametrize(
+    ("component", "repository"),
+    [
+        (A, "ghcr.io/me/brokkr-agent"),
+        (A, "ghcr.io/me/agent"),
+        (U, "localhost:5000/x/brokkr-ui-demo"),
+        (B, "ghcr.io/colliery-io/brokkr-broker"),
+    ],
+)
+def test_an_image_may_go_to_its_own_or_any_other_name(component, repository):
+    check_image_name(component, repository)
+
+
+@pytest.mark.parametrize(
+    ("component", "repository"),
+    [(A, "ghcr.io/me/brokkr-broker"), (B, "localhost:5000/brokkr-ui"), (U, "x/y/brokkr-agent")],
+)
+def test_an_image_is_never_pushed_to_another_components_repository(component, repository):
+    with pytest.raises(BrokkrError, match="its own address"):
+        check_image_name(component, repository)

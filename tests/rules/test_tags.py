@@ -790,3 +790,161 @@ def test_errors_name_the_input_they_reject(kwargs: dict[str, object], named: str
     with pytest.raises(BrokkrError) as caught:
         compute_tags(**kwargs)  # type: ignore[arg-type]
     assert named in str(caught.value)
+
+
+# --------------------------------------------------- two policies: the seed's and today's
+#
+# The seed's policy (SPEC "Tags", the default) and Brokkr's policy since v0.9.1
+# (docs/src/reference/container-images.md at df0be43: release tags without a `v`,
+# `{branch}` alone, `pr-{number}`, `nightly` for the scheduled broker+agent build, "There
+# is no immutable per-commit tag"). Today's policy is `commit_tag=False`, and its
+# nightly workflow publishes with `nightly=True`.
+
+SEED = {"commit_tag": True}
+TODAY = {"commit_tag": False}
+
+
+@dataclass(frozen=True)
+class PolicyCase:
+    """One trigger of Brokkr's workflows and the tags each policy gives it."""
+
+    trigger: str
+    kwargs: dict[str, object]
+    seed: tuple[tuple[str, bool], ...]
+    today: tuple[tuple[str, bool], ...]
+
+
+POLICY_CASES = [
+    PolicyCase(
+        "release v1.2.3 (release.yml)",
+        {"ref": "refs/tags/v1.2.3", "sha": SHA},
+        (("1.2.3", True), ("1.2", False), ("1", False), ("latest", False)),
+        (("1.2.3", True), ("1.2", False), ("1", False), ("latest", False)),
+    ),
+    PolicyCase(
+        "pre-release v1.3.0-rc.1",
+        {"ref": "refs/tags/v1.3.0-rc.1", "sha": SHA},
+        (("1.3.0-rc.1", True),),
+        (("1.3.0-rc.1", True),),
+    ),
+    PolicyCase(
+        "push to main (build-and-test.yml)",
+        {"ref": "refs/heads/main", "sha": SHA},
+        (("main", False), ("main-sha-0123456", True)),
+        (("main", False),),
+    ),
+    PolicyCase(
+        "pull request 123",
+        {"ref": "refs/pull/123/merge", "sha": SHA},
+        (("pr-123", False),),
+        (("pr-123", False),),
+    ),
+    PolicyCase(
+        "scheduled nightly on main (nightly.yml)",
+        {"ref": "refs/heads/main", "sha": SHA, "nightly": True},
+        (("nightly", False),),
+        (("nightly", False),),
+    ),
+]
+
+
+def tagged(**kwargs: object) -> tuple[tuple[str, bool], ...]:
+    return tuple((t.name, t.immutable) for t in compute_tags(**kwargs))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("case", POLICY_CASES, ids=lambda c: c.trigger)
+def test_the_seed_policy_is_the_default(case: PolicyCase) -> None:
+    assert tagged(**case.kwargs) == case.seed
+    assert tagged(**case.kwargs, **SEED) == case.seed
+
+
+@pytest.mark.parametrize("case", POLICY_CASES, ids=lambda c: c.trigger)
+def test_todays_policy_has_no_per_commit_tag(case: PolicyCase) -> None:
+    tags = tagged(**case.kwargs, **TODAY)
+    assert tags == case.today
+    assert not any("-sha-" in name for name, _ in tags)
+
+
+@pytest.mark.parametrize("policy", [SEED, TODAY], ids=["seed", "today"])
+def test_no_two_triggers_of_a_policy_publish_the_same_tag(policy: dict[str, object]) -> None:
+    # Each trigger is a different workflow (or job) in Brokkr's repository: release,
+    # branch push, pull request and nightly must never write one another's tags.
+    seen: dict[str, str] = {}
+    for case in POLICY_CASES:
+        for name, _ in tagged(**case.kwargs, **policy):
+            assert name not in seen, f"{case.trigger} and {seen[name]} both publish {name}"
+            seen[name] = case.trigger
+
+
+def test_todays_branch_push_needs_no_sha() -> None:
+    assert names("refs/heads/main", commit_tag=False) == ["main"]
+    assert names("refs/heads/feature/x", commit_tag=False) == ["feature-x"]
+
+
+def test_a_long_branch_has_the_same_branch_tag_under_both_policies() -> None:
+    branch = "b" * 200
+    seed = names(f"refs/heads/{branch}", sha=SHA)
+    today = names(f"refs/heads/{branch}", sha=SHA, commit_tag=False)
+    assert today == seed[:1]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"ref": "refs/heads/main"}, id="main"),
+        pytest.param({"ref": "refs/heads/release/0.9", "sha": SHA}, id="other-branch"),
+        pytest.param({"ref": ""}, id="no-ref"),
+        pytest.param({"ref": "refs/heads/main", "commit_tag": False}, id="today"),
+        pytest.param({"ref": "refs/heads/main", "released": ["9.9.9"]}, id="with-released"),
+    ],
+)
+def test_nightly_is_one_moving_tag(kwargs: dict[str, object]) -> None:
+    tags = compute_tags(nightly=True, **kwargs)  # type: ignore[arg-type]
+    assert tags == [Tag("nightly", immutable=False)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param({"ref": "refs/tags/v1.2.3"}, "never tags a release", id="release"),
+        pytest.param({"ref": "refs/tags/nightly"}, "never tags a release", id="git-tag"),
+        pytest.param({"ref": "refs/pull/4/merge"}, "pull request", id="pr-ref"),
+        pytest.param({"pr": 4}, "--pr 4", id="pr-flag"),
+        pytest.param({"ref": "main"}, r"refs/heads/<branch>", id="bare-branch"),
+        pytest.param({"ref": "refs/heads/"}, r"refs/heads/<branch>", id="empty-branch"),
+        pytest.param({"ref": "refs/heads/main", "sha": "xyz"}, "7 to 40", id="bad-sha"),
+    ],
+)
+def test_nightly_refuses_what_is_not_a_scheduled_branch_build(
+    kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(BrokkrError, match=message):
+        compute_tags(nightly=True, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "ref", ["refs/heads/nightly", "refs/tags/nightly"], ids=["branch", "git-tag"]
+)
+@pytest.mark.parametrize("commit_tag", [True, False], ids=["seed", "today"])
+def test_a_branch_or_git_tag_named_nightly_is_refused(ref: str, commit_tag: bool) -> None:
+    # Under either policy the nightly tag belongs to the scheduled build alone.
+    with pytest.raises(BrokkrError, match="nightly tag"):
+        compute_tags(ref, sha=SHA, commit_tag=commit_tag)
+
+
+@given(
+    ref=st.builds("refs/{}/{}".format, st.sampled_from(["tags", "heads", "pull"]), st.text())
+    | st.text(),
+    sha=st.just(SHA) | st.just(""),
+    commit_tag=st.booleans(),
+)
+def test_only_a_nightly_build_ever_gets_the_nightly_tag(
+    ref: str, sha: str, commit_tag: bool
+) -> None:
+    try:
+        tags = compute_tags(ref, sha=sha, commit_tag=commit_tag)
+    except BrokkrError:
+        return
+    assert "nightly" not in [t.name for t in tags]
+    if not commit_tag:
+        assert not any(t.name.endswith(f"-sha-{SHA[:7]}") for t in tags)

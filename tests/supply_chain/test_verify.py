@@ -43,6 +43,7 @@ JSON_KEYS = [
     "sbom",
     "sboms_not_attached",
     "signatures",
+    "no_ui_image",
 ]
 
 
