@@ -1070,8 +1070,9 @@ def cargo_chef_recipe(planner: Node) -> str:
     lock = files.get("Cargo.lock")
     skeleton = {
         "manifests": manifests,
-        "config_file": (files.get(".cargo/config.toml") or files.get(".cargo/config") or b"")
-        .decode()
+        "config_file": (
+            files.get(".cargo/config.toml") or files.get(".cargo/config") or b""
+        ).decode()
         or None,
         "lock_file": _mask_lock(lock.decode()) if lock is not None else None,
         "rust_toolchain_file": next(
