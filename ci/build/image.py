@@ -8,7 +8,7 @@ broker.tar`) and `publish` pushes one multi-platform manifest.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated
 
 import dagger
@@ -85,6 +85,8 @@ async def build_multi(
     emulate: bool = False,
     ui_path: str = DEFAULT_UI_PATH,
     source_checked: bool = False,
+    cached: Mapping[str, dagger.Container] | None = None,
+    cooks: dict[str, dagger.Container] | None = None,
 ) -> Image:
     """Build the runtime image of `component` for every platform in `platforms`, start-checked.
 
@@ -94,7 +96,8 @@ async def build_multi(
     per distinct build platform; then every variant is built and runs its start
     check on its own platform (`_build.check_starts`), all concurrently. Any
     failure is a `BrokkrError` naming the image and platform: nothing is
-    returned, so nothing can be exported or pushed.
+    returned, so nothing can be exported or pushed. `cached` and `cooks`: the
+    dependency cache's images and the cooks it may save (`compose_variants`).
     """
     targets = list(platforms)
     variants = await compose_variants(
@@ -105,6 +108,8 @@ async def build_multi(
         emulate=emulate,
         ui_path=ui_path,
         source_checked=source_checked,
+        cached=cached,
+        cooks=cooks,
     )
     names = [t.platform for t in targets]
     await check_starts(component_spec(component), variants, names)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shlex
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagger
 from dagger import dag
@@ -135,12 +135,20 @@ def compose_rust(
     spec: ComponentSpec,
     plan: BuildPlan,
     stage: Stage,
-    recipe_text: str,
+    recipe_text: str = "",
+    *,
+    cache_image: dagger.Container | None = None,
 ) -> dagger.Container:
-    """The container of a cacher, builder or runtime `stage` built from `recipe_text`."""
+    """The container of a cacher, builder or runtime `stage` built from `recipe_text`, or
+    from the dependency-cache `cache_image` (`_rust.cached_cacher`: no cook)."""
+    deps = (
+        _rust.cacher(plan, recipe_text)
+        if cache_image is None
+        else _rust.cached_cacher(plan, cache_image)
+    )
     if stage is Stage.CACHER:
-        return _rust.cacher(plan, recipe_text)
-    built = _rust.builder(plan, spec, source, recipe_text)
+        return deps
+    built = _rust.builder(plan, spec, source, dependencies=deps)
     if stage is Stage.BUILDER:
         return built
     return _rust.runtime(plan, spec, built.file(_rust.binary_path(plan, spec)))
@@ -175,8 +183,15 @@ async def compose_variants(
     emulate: bool = False,
     ui_path: str = DEFAULT_UI_PATH,
     source_checked: bool = False,
+    cached: Mapping[str, dagger.Container] | None = None,
+    cooks: dict[str, dagger.Container] | None = None,
 ) -> list[dagger.Container]:
     """The `stage` container of `spec`'s component for each of `targets`, in order.
+
+    `cached` maps a target platform to its dependency-cache image (pulled by
+    digest): that platform's cacher starts from it (no cook, no planner). Into
+    `cooks`, when given, go the cachers that cook (target platform -> container),
+    from which publish makes the new cache images.
 
     `targets=None` means the engine's own platform. The stage is checked first,
     then the source (unless `source_checked` says the caller already ran
@@ -203,10 +218,20 @@ async def compose_variants(
     plans = [plan_build(native=native, target=p, emulate=emulate) for p in platforms]
     if stage is Stage.PLANNER:
         return [_rust.planner(plan, source) for plan in plans]
-    recipe_texts = await recipes(plans, source)
-    return [
-        compose_rust(source, spec, plan, stage, recipe_texts[plan.build_platform]) for plan in plans
-    ]
+    cached = cached or {}
+    to_cook = [plan for plan in plans if plan.target.platform not in cached]
+    recipe_texts = await recipes(to_cook, source) if to_cook else {}
+    out = []
+    for plan in plans:
+        image = cached.get(plan.target.platform)
+        if image is not None:
+            out.append(compose_rust(source, spec, plan, stage, cache_image=image))
+            continue
+        text = recipe_texts[plan.build_platform]
+        if cooks is not None:
+            cooks[plan.target.platform] = _rust.cacher(plan, text)
+        out.append(compose_rust(source, spec, plan, stage, text))
+    return out
 
 
 async def build_stage(

@@ -1148,7 +1148,8 @@ def push_to_registry(
 
     It pushes a small image with the platforms of the published variants (the
     same call chains give the same image, so every tag of one publish names one
-    index) and returns the digest the registry reports. It logs in with what
+    index; a container without variants is one image manifest, as the engine
+    pushes it) and returns the digest the registry reports. It logs in with what
     ``withRegistryAuth`` attached to the pushed container for that registry, as
     the engine does, and with nothing else: a registry that requires a login
     refuses a push without one or with a wrong secret, and the publish fails.
@@ -1170,8 +1171,12 @@ def push_to_registry(
                 labels = {
                     n.args["name"]: n.args["value"] for n in push.container.calls("withLabel")
                 }
+                # Without platform variants the engine pushes one image manifest, no index.
                 images[seed] = build_image(
-                    push.platforms(engine.default_platform), seed=seed, labels=labels
+                    push.platforms(engine.default_platform),
+                    seed=seed,
+                    labels=labels,
+                    index=bool(push.variants),
                 )
             lock = locks.setdefault(repository, threading.Lock())
         # docker-registry 2.8 can answer MANIFEST_BLOB_UNKNOWN to concurrent manifest

@@ -285,7 +285,7 @@ async def test_publish_pushes_with_the_credentials_withregistryauth_attached(
         httpx.head,
         f"{auth_registry.base_url}/v2/{repository}/manifests/1",
         auth=(auth_registry.username, auth_registry.password),
-        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},  # no variants
     )
     assert manifest.headers["Docker-Content-Digest"] == digest
     assert len(engine.pushes) == 1
