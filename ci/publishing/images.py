@@ -15,6 +15,7 @@ from ci.build import image as _image
 from ci.build.stages import check_source, native_platform
 from ci.concurrency import run_all
 from ci.errors import BrokkrError, first_line
+from ci.publishing import dependency_cache as _cache
 from ci.publishing.plan import Target, pinned_first
 from ci.publishing.request import PublishRequest
 from ci.rules.components import Component, component_spec
@@ -33,9 +34,12 @@ async def check_sources(
 
 
 async def compose(
-    request: PublishRequest, source: dagger.Directory
+    request: PublishRequest,
+    source: dagger.Directory,
+    cache: _cache.CachePlan | None = None,
 ) -> dict[Component, _image.Image]:
-    """Compose every component's multi-platform image (runs the cargo-chef planners).
+    """Compose every component's multi-platform image (runs the cargo-chef planners of
+    the cooks the dependency `cache` does not serve).
 
     The sources were checked by `check_sources` already.
     """
@@ -49,6 +53,8 @@ async def compose(
             emulate=request.emulate,
             ui_path=request.ui_path,
             source_checked=True,
+            cached=cache.images.get(component) if cache is not None else None,
+            cooks=cache.cookers.setdefault(component, {}) if cache is not None else None,
         )
 
     await run_all([lambda c=c: one(c) for c in request.components])

@@ -46,14 +46,15 @@ import dagger
 
 from ci.access import RegistryAccess
 from ci.errors import BrokkrError
+from ci.publishing import dependency_cache as _cache
 from ci.publishing.deliver import deliver
 from ci.publishing.images import build, check_sources, compose
 from ci.publishing.plan import plan, refuse_overwrites
 from ci.publishing.report import dry_run_report, dry_run_signing, render
-from ci.publishing.request import PublishRequest
+from ci.publishing.request import OutputFormat, PublishRequest
 from ci.registry.client import Credentials
 from ci.rules.namespace import Namespace
-from ci.rules.reference import is_loopback_host
+from ci.rules.reference import is_loopback_host, parse_repository
 from ci.supply_chain import signing as _signing
 
 READ_LOGIN_HINT = (
@@ -113,7 +114,18 @@ async def publish(
                 )
             return "\n".join(lines)
         refuse_overwrites(request, targets)
-        images = await compose(request, source)
+        cache = await _cache.prepare(
+            parse_repository(request.dependency_cache) if request.dependency_cache else None,
+            source,
+            request.components,
+            request.platform_names,
+            client,
+            emulate=request.emulate,
+            username=access.username,
+            password=access.password,
+            registry_service=access.service,
+        )
+        images = await compose(request, source, cache)
         # SBOMs are read from each variant once it is built, and before the first push
         # (a failure pushes nothing); each component's are attached after its read-back
         # where the module's client may write; elsewhere publish says they were not.
@@ -128,4 +140,15 @@ async def publish(
             pending=pending,
             signing_key=signing_key,
         )
-        return render(request.output, request.platform_names, targets, refs, sboms_attachable=sboms)
+        # Only now, with every image pushed and verified: a failure here is a note.
+        await _cache.save(
+            cache,
+            writable=can_write(request.registry, credentials),
+            username=access.username,
+            password=access.password,
+            registry_service=access.service,
+        )
+        text = render(request.output, request.platform_names, targets, refs, sboms_attachable=sboms)
+        if request.output is OutputFormat.TEXT and cache.notes:
+            text = "\n".join([text, *cache.notes])
+        return text

@@ -11,10 +11,12 @@ import dagger
 from ci.build.stages import DEFAULT_UI_PATH
 from ci.build.ui import normalize_ui_path
 from ci.errors import BrokkrError
+from ci.rules.cache_key import CACHE_REPOSITORY
 from ci.rules.components import Component
 from ci.rules.labels import validate_created, validate_source_url
 from ci.rules.namespace import Namespace
 from ci.rules.platforms import PlatformSpec
+from ci.rules.reference import ImageReference, parse_repository
 from ci.rules.tags import compute_tags, validate_sha
 
 DEFAULT_REGISTRY = "ghcr.io/colliery-io"
@@ -54,6 +56,8 @@ class PublishRequest:
     """The UI app's folder in the source (normalised)."""
     emulate: bool = False
     """Build the Rust stages under emulation instead of cross-compiling."""
+    dependency_cache: str | None = None
+    """The dependency cache's repository (None: no cache)."""
 
     @property
     def platform_names(self) -> tuple[str, ...]:
@@ -77,6 +81,8 @@ class PublishRequest:
         output: OutputFormat = OutputFormat.TEXT,
         ui_path: str = DEFAULT_UI_PATH,
         emulate: bool = False,
+        dependency_cache: str = "",
+        no_dependency_cache: bool = False,
     ) -> PublishRequest:
         """Check every input and normalise it; a `BrokkrError` names the first bad one.
 
@@ -98,6 +104,14 @@ class PublishRequest:
                 "none: use the default text format with --dry-run"
             )
             raise BrokkrError(msg)
+        if no_dependency_cache and dependency_cache:
+            msg = "--dependency-cache and --no-dependency-cache exclude each other: give one"
+            raise BrokkrError(msg)
+        cache = None
+        if not no_dependency_cache:
+            cache = validate_cache_repository(
+                dependency_cache or f"{registry}/{CACHE_REPOSITORY}"
+            ).name
         return cls(
             ref=ref,
             sha=sha,
@@ -112,4 +126,14 @@ class PublishRequest:
             output=output,
             ui_path=normalize_ui_path(ui_path),
             emulate=emulate,
+            dependency_cache=cache,
         )
+
+
+def validate_cache_repository(repository: str) -> ImageReference:
+    """Check `--dependency-cache REPO` (a repository: no tag, no digest)."""
+    try:
+        return parse_repository(repository.strip())
+    except BrokkrError as e:
+        msg = f"--dependency-cache {repository!r} is not a repository: {e}"
+        raise BrokkrError(msg) from None
