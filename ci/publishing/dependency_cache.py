@@ -127,7 +127,7 @@ async def prepare(
             cache.cooks.append(cooks[0])
             continue
         address = f"{repository.name}@{answer.digest}"
-        cache.note(f"hit {repository.name}:{tag} ({address}): no cargo chef cook")
+        cache.note(f"hit {tag} ({address}): no cargo chef cook")
         for cook in cooks:
             cache.images.setdefault(cook.component, {})[cook.plan.target.platform] = _deps.pull(
                 cook.plan,
@@ -157,6 +157,7 @@ async def save(
         )
         return
     repository, recipe = cache.repository, cache.recipe
+    notes: list[str] = []
 
     async def one(cook: Cook) -> None:
         cooked = cache.cookers.get(cook.component, {}).get(cook.plan.target.platform)
@@ -175,10 +176,12 @@ async def save(
                 registry_service=registry_service,
             )
         except BrokkrError as e:
-            cache.note(f"saving {address} failed (the publish is not affected): {e}")
+            notes.append(f"saving {address} failed (the publish is not affected): {e}")
             return
-        cache.note(f"saved {ref} ({recipe.crates} dependency crates)")
+        notes.append(f"saved {ref} ({recipe.crates} dependency crates)")
 
     async with anyio.create_task_group() as tg:
         for cook in cache.cooks:
             tg.start_soon(one, cook)
+    for note in sorted(notes):
+        cache.note(note)

@@ -308,6 +308,13 @@ class StandInEngine:
                 ]
             ] = []
 
+    def reset_recordings(self) -> None:
+        """Forget what was recorded (queries, pushes, evaluations); keep every behaviour."""
+        with self._lock:
+            self.queries = []
+            self.pushes = []
+            self.evaluated = []
+
     def on(self, type_name: str, field: str, handler: Handler) -> None:
         """Answer ``type_name.field`` with ``handler(engine, parent_node, args)``."""
         self._handlers[(type_name, field)] = handler
