@@ -87,6 +87,7 @@ async def build_multi(
     source_checked: bool = False,
     cached: Mapping[str, dagger.Container] | None = None,
     cooks: dict[str, dagger.Container] | None = None,
+    check: bool = True,
 ) -> Image:
     """Build the runtime image of `component` for every platform in `platforms`, start-checked.
 
@@ -98,6 +99,8 @@ async def build_multi(
     failure is a `BrokkrError` naming the image and platform: nothing is
     returned, so nothing can be exported or pushed. `cached` and `cooks`: the
     dependency cache's images and the cooks it may save (`compose_variants`).
+    With `check=False` the variants are composed, not built: the caller runs
+    the start checks itself (`publish` runs them beside the SBOM reads).
     """
     targets = list(platforms)
     variants = await compose_variants(
@@ -112,5 +115,6 @@ async def build_multi(
         cooks=cooks,
     )
     names = [t.platform for t in targets]
-    await check_starts(component_spec(component), variants, names)
+    if check:
+        await check_starts(component_spec(component), variants, names)
     return Image(component=component, variants=variants, platforms=names)

@@ -31,6 +31,7 @@ from ci.rules.platforms import BuildPlan, PlatformSpec, parse_platform, plan_bui
 
 DEFAULT_UI_PATH = "examples/ui"
 WORKSPACE_MANIFEST = "Cargo.toml"
+NOTHING_PUSHED = "; nothing was pushed or returned"
 CHECK_OUTPUT_LIMIT = 2000
 """How many characters of a failed start check's output go into the error (the last ones)."""
 
@@ -266,6 +267,25 @@ def start_check(spec: ComponentSpec) -> list[str]:
     return _rust.start_check(spec) if spec.rust else list(_ui.START_CHECK)
 
 
+async def check_one(spec: ComponentSpec, image: dagger.Container, platform: str) -> str | None:
+    """Build `image` by running its start check; None if it starts, else what went wrong:
+    `… did not build: …` or `… does not start: its check … exited N; output: …`."""
+    check = start_check(spec)
+    try:
+        await image.with_exec(check).stdout()
+    except dagger.ExecError as e:
+        if list(e.command)[-len(check) :] != check:
+            return f"{spec.name} for {platform} did not build: {first_line(e)}"
+        output = f"{e.stdout}\n{e.stderr}".strip()[-CHECK_OUTPUT_LIMIT:] or "(no output)"
+        return (
+            f"{spec.name} for {platform} does not start: its check `{_describe(check)}` "
+            f"exited {e.exit_code}; output:\n{output}"
+        )
+    except dagger.QueryError as e:
+        return f"{spec.name} for {platform} did not build: {first_line(e)}"
+    return None
+
+
 async def check_starts(
     spec: ComponentSpec, images: Sequence[dagger.Container], platforms: Sequence[str]
 ) -> None:
@@ -274,27 +294,15 @@ async def check_starts(
     All run concurrently. Raises one `BrokkrError` listing every image that did
     not build or whose start check failed, with the check's output.
     """
-    check = start_check(spec)
     failures: list[str] = []
 
     async def one(image: dagger.Container, platform: str) -> None:
-        try:
-            await image.with_exec(check).stdout()
-        except dagger.ExecError as e:
-            if list(e.command)[-len(check) :] != check:
-                failures.append(f"{spec.name} for {platform} did not build: {first_line(e)}")
-                return
-            output = f"{e.stdout}\n{e.stderr}".strip()[-CHECK_OUTPUT_LIMIT:] or "(no output)"
-            failures.append(
-                f"{spec.name} for {platform} does not start: its check `{_describe(check)}` "
-                f"exited {e.exit_code}; output:\n{output}"
-            )
-        except dagger.QueryError as e:
-            failures.append(f"{spec.name} for {platform} did not build: {first_line(e)}")
+        if (problem := await check_one(spec, image, platform)) is not None:
+            failures.append(problem)
 
     await run_all([lambda i=i, p=p: one(i, p) for i, p in zip(images, platforms, strict=True)])
     if failures:
-        raise BrokkrError("; ".join(sorted(failures)) + "; nothing was pushed or returned")
+        raise BrokkrError("; ".join(sorted(failures)) + NOTHING_PUSHED)
 
 
 def _describe(check: list[str]) -> str:

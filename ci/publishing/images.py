@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import dagger
 
 from ci.build import image as _image
-from ci.build.stages import check_source, native_platform
+from ci.build.stages import NOTHING_PUSHED, check_one, check_source, native_platform
 from ci.concurrency import run_all
-from ci.errors import BrokkrError, first_line
+from ci.errors import BrokkrError
 from ci.publishing import dependency_cache as _cache
 from ci.publishing.plan import Target, pinned_first
 from ci.publishing.request import PublishRequest
@@ -55,6 +55,7 @@ async def compose(
             source_checked=True,
             cached=cache.images.get(component) if cache is not None else None,
             cooks=cache.cookers.setdefault(component, {}) if cache is not None else None,
+            check=False,  # `build` runs the checks, beside the SBOM reads
         )
 
     await run_all([lambda c=c: one(c) for c in request.components])
@@ -70,12 +71,13 @@ async def build(
 ) -> tuple[dict[str, list[dagger.Container]], list[_sbom.Pending] | None]:
     """Label and build every variant of every target, concurrently; any failure stops the run.
 
-    With `read_sboms`, each variant's SBOM inputs are read from it
-    (`_sbom.read_pending`) as soon as it is built, while the others still build.
-    Returns the built variants and the SBOMs read (one per platform of every
-    target, in that order; None without `read_sboms`). A failed build or read
-    is one `BrokkrError` once every build and read has finished: nothing has
-    been pushed then.
+    One engine round: each labelled variant's start check (`check_one`, which
+    builds it) and, with `read_sboms`, the reads of its SBOM inputs
+    (`_sbom.read_pending`) all start at once; each read waits for the build
+    it reads in the engine, not in this module. Returns the variants and the
+    SBOMs read (one per platform of every target, in that order; None without
+    `read_sboms`). A variant that did not build or start, or a failed read, is
+    one `BrokkrError` once everything has finished: nothing has been pushed then.
     """
     variants: dict[str, list[dagger.Container]] = {}
     for target in targets:
@@ -98,34 +100,29 @@ async def build(
     read_failures: list[str] = []
     read: dict[tuple[str, int], _sbom.Pending] = {}
 
-    async def one(target: Target, index: int, platform: PlatformSpec) -> None:
-        name = target.spec.name
+    async def check(target: Target, index: int, platform: PlatformSpec) -> None:
+        variant = variants[target.spec.name][index]
+        if (problem := await check_one(target.spec, variant, platform.platform)) is not None:
+            failures.append(problem)
+
+    async def sbom(target: Target, index: int, platform: PlatformSpec) -> None:
+        variant = variants[target.spec.name][index]
         try:
-            # The synced container is loaded by its ID: pushing it later sends the
-            # ID instead of resolving the whole build graph again.
-            variants[name][index] = await variants[name][index].sync()
-        except dagger.QueryError as e:
-            failures.append(f"{name} for {platform.platform}: {first_line(e)}")
-            return
-        if not read_sboms or failures:  # after a failed build nothing is pushed
-            return
-        try:
-            read[(name, index)] = await _sbom.read_pending(
-                sbom_job(target, platform, variants[name][index]), native
+            read[(target.spec.name, index)] = await _sbom.read_pending(
+                sbom_job(target, platform, variant), native
             )
         except BrokkrError as e:
             read_failures.append(str(e))
 
-    await run_all(
-        [
-            lambda t=target, i=index, p=platform: one(t, i, p)
-            for target in targets
-            for index, platform in enumerate(request.platforms)
-        ]
-    )
-    if failures:
-        msg = "build failed, nothing was pushed: " + "; ".join(sorted(failures))
-        raise BrokkrError(msg)
+    jobs = [
+        lambda job=job, t=target, i=index, p=platform: job(t, i, p)
+        for target in targets
+        for index, platform in enumerate(request.platforms)
+        for job in ((check, sbom) if read_sboms else (check,))
+    ]
+    await run_all(jobs)
+    if failures:  # a read of an image that did not build failed too: the build says why
+        raise BrokkrError("; ".join(sorted(failures)) + NOTHING_PUSHED)
     if read_failures:
         msg = "reading the SBOMs failed, nothing was pushed: " + "; ".join(sorted(read_failures))
         raise BrokkrError(msg)

@@ -15,6 +15,7 @@ from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
 from ci.build import push as _push
+from ci.build import ui as _ui
 from ci.supply_chain import sbom as _sbom
 from tests.support.publishing import RECIPE, image_pushes, is_cache_image, publish_to
 from tests.support.registry_server import RegistryServer, push_image
@@ -49,9 +50,17 @@ def pushed(engine: StandInEngine) -> list[str]:
     return sorted(p.address for p in image_pushes(engine))
 
 
-def builds(engine: StandInEngine) -> list[Node]:
-    """The image variants the engine built (synced)."""
-    return [node for field, node, *_ in engine.evaluated if field == "sync"]
+AGENT_CHECK = ["sh", "-c", "./brokkr-agent --help && kubectl version --client"]
+
+
+def start_checks(engine: StandInEngine) -> list[tuple[float, float]]:
+    """(started, ended) of each start check the engine ran (each builds its image)."""
+    checks = (["sh", "-c", "./brokkr-broker --help"], AGENT_CHECK, list(_ui.START_CHECK))
+    return [
+        (started, ended)
+        for field, node, started, ended in engine.evaluated
+        if field == "stdout" and node.execs() and node.execs()[-1] in checks
+    ]
 
 
 def container_work(engine: StandInEngine) -> list[Node]:
@@ -95,10 +104,33 @@ async def test_every_variant_is_built_before_the_first_push(
     brokkr: ModuleCaller, publishing: StandInEngine, namespace: str
 ):
     await brokkr.call("publish", ref="refs/tags/v0.4.0", sha=SHA, registry=namespace)
-    evaluated = [field for field, *_ in publishing.evaluated]
-    first_push = evaluated.index("publish")
-    assert evaluated[:first_push].count("sync") == 6  # 3 components x 2 platforms
-    assert "sync" not in evaluated[first_push:]
+    checks = start_checks(publishing)
+    assert len(checks) == 6  # 3 components x 2 platforms, each checked once
+    pushes = [started for field, _, started, _ in publishing.evaluated if field == "publish"]
+    assert max(ended for _, ended in checks) <= min(pushes)
+    # No separate build round: the checks build the images, nothing syncs them first.
+    assert not [f for f, *_ in publishing.evaluated if f == "sync"]
+
+
+async def test_checks_and_sbom_reads_are_one_round_then_the_pushes_two(
+    brokkr: ModuleCaller, publishing: StandInEngine, namespace: str
+):
+    # A warm dependency cache (the first publish saved it): no planner read is needed.
+    await brokkr.call("publish", ref="refs/tags/v0.4.0", sha=SHA, registry=namespace)
+    publishing.reset_recordings()
+    # Long enough that a busy machine cannot start a round-trip of one round after
+    # another of the same round ended.
+    publishing.delays = dict.fromkeys(("sync", "stdout", "contents", "publish"), 2.5)
+    await brokkr.call(
+        "publish", ref="refs/tags/v0.4.1", sha=SHA, registry=namespace, component="AGENT"
+    )
+    checks, reads = start_checks(publishing), sbom_reads(publishing)
+    assert len(checks) == 2
+    assert len(reads) == 2 * 3
+    # Every check and read started before any of them ended: one round.
+    assert max(s for s, _ in checks + reads) < min(e for _, e in checks + reads)
+    # Then the immutable push, then the moving tags: three rounds in all.
+    assert publishing.serial_rounds() == 3
 
 
 def sbom_reads(engine: StandInEngine) -> list[tuple[float, float]]:
