@@ -1,7 +1,8 @@
 """How well `publish` overlaps engine work, and how many engine rounds it waits for.
 
 The stand-in engine of the test suite, in its own process as a real engine is,
-makes every engine round-trip take 0.3 s: a build's sync, an exec's output
+makes every engine round-trip take DELAY seconds (2 s; a first argument sets
+another): a build's sync, an exec's output
 (stdout: start checks, `rust-audit-info`), a file read out of a built
 container (the planner's recipe, the SBOM's package databases) and a push.
 `publish` of a release (all three components, both platforms: 12 tags) runs
@@ -17,15 +18,19 @@ there). Two publishes run, each on a fresh namespace of the engine's state:
 Printed for each: the round-trips the engine answered, the wall time, the
 overlap figure
 
-    wall time of publish / (round-trips x 0.3 s)
+    wall time of publish / (round-trips x DELAY)
 
 (1.0 would mean everything ran one after the other; target <= 0.40), and the
 serial engine rounds, read from the engine's own timestamps: the longest
 chain of round-trips each starting after the previous one ended (the machine's
-speed does not move it; target 3 for the warm publish). Run from the
-repository root with the test dependencies installed:
+speed does not move it; target 3 for the warm publish). Why 2 s: the module
+and the stand-in spend real CPU composing and answering each query, so the
+round-trips of one round start spread over a moment (about a second on a
+loaded two-core machine); a round-trip shorter than that spread makes two of
+one round look serial. A real round-trip (a Rust build, a push) takes minutes.
+Run from the repository root with the test dependencies installed:
 
-    .venv/bin/python benchmarks/publish_overlap.py
+    .venv/bin/python benchmarks/publish_overlap.py [DELAY]
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DAGGER_MODULE", "brokkr")
 os.environ.setdefault("DAGGER_MAIN_OBJECT", "Brokkr")
 
-DELAY = 0.3
+DELAY = float(sys.argv[1]) if len(sys.argv) > 1 else 2.0
 TARGET = 0.40
 TARGET_ROUNDS = 3
 SHA = "0123456789abcdef0123456789abcdef01234567"
