@@ -115,3 +115,11 @@ def test_only_the_signing_job_mints_oidc_tokens():
     attest = next(s for s in sign["steps"] if "attest-build-provenance" in s.get("uses", ""))
     assert attest["with"]["push-to-registry"] is True
     assert attest["with"]["subject-digest"] == "${{ matrix.image.digest }}"
+
+
+def test_ci_cancels_superseded_pull_request_runs_only():
+    concurrency = load(ROOT / ".github" / "workflows" / "ci.yml")["concurrency"]
+    assert "github.ref" in concurrency["group"]  # one group per pull request or branch
+    # Cancelled only for pull requests: a tag's or branch's run always finishes.
+    assert concurrency["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+    assert concurrency["queue"] == "max"  # every waiting tag or branch run is kept
