@@ -3,8 +3,8 @@
 The stand-in engine of the test suite, in its own process as a real engine is,
 makes every engine round-trip take DELAY seconds (2 s; a first argument sets
 another): a build's sync, an exec's output
-(stdout: start checks, `rust-audit-info`), a file read out of a built
-container (the planner's recipe, the SBOM's package databases) and a push.
+(stdout: start checks, the SBOM's syft scan), a file read out of a built
+container (the planner's recipe) and a push.
 `publish` of a release (all three components, both platforms: 12 tags) runs
 against it, pushing for real to Debian's docker-registry on loopback so the
 read-back verification reads a real registry (and the SBOMs are attached
