@@ -19,6 +19,7 @@ from ci.build import push as _push
 from ci.build import rust as _rust
 from ci.rules import cache_key as _key
 from ci.rules.platforms import BuildPlan
+from ci.rules.reference import parse_reference
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def pull(
 ) -> dagger.Container:
     """The cache image at `address` (`repository@sha256:…`) for `plan`'s build platform."""
     ctr = dag.container(platform=dagger.Platform(plan.build_platform))
-    ctr = _push.with_auth(ctr, address, username=username, password=password)
+    ctr = _push.with_auth(ctr, parse_reference(address), username=username, password=password)
     return ctr.from_(address, registry_service=registry_service)
 
 
@@ -85,5 +86,5 @@ async def push_cache_image(
 ) -> str:
     """Push the cache image of `cooked` to `address`; return `address@sha256:…`."""
     image = _rust.cache_image(plan, cooked, key, members)
-    image = _push.with_auth(image, address, username=username, password=password)
+    image = _push.with_auth(image, parse_reference(address), username=username, password=password)
     return await _push.push(image, [], address, registry_service=registry_service)
