@@ -36,6 +36,7 @@ from ci.publishing import prune as _prune
 from ci.publishing import publish as _publish
 from ci.publishing import request as _request
 from ci.rules import tags as _tags
+from ci.rules.cache_key import image_tags
 from ci.rules.components import Component, Stage
 from ci.rules.labels import DEFAULT_SOURCE_URL
 from ci.rules.namespace import parse_namespace
@@ -367,8 +368,15 @@ class Brokkr:
         username: Username = "",
         password: Password = None,
         registry_service: RegistryService = None,
+        cache_tags: Annotated[
+            bool,
+            Doc("Also list the dependency cache's deps-<platform>-<key> tags (hidden by default)"),
+        ] = False,
     ) -> list[str]:
         """Every tag of a repository, sorted (follows the registry's pagination).
+
+        Dependency-cache tags (`deps-linux-amd64-<64 hex>`) are left out unless
+        --cache-tags is given.
 
         Never cached: every call asks the registry, so a tag pushed a moment ago shows.
         Bounded: at most 100,000 tags over 1,000 pages and 300 s in all.
@@ -377,7 +385,8 @@ class Brokkr:
         """
         ref = parse_repository(repository)
         access = await registry_access(ref, username, password, registry_service)
-        return await _inspection.repository_tags(ref, access)
+        tags = await _inspection.repository_tags(ref, access)
+        return image_tags(tags, show_cache=cache_tags)
 
     @function(cache="never")
     async def sizes(
@@ -476,6 +485,16 @@ class Brokkr:
         registry_service: RegistryService = None,
         emulate: Emulate = False,
         ui_path: UiPathIfAny = "",
+        dependency_cache: Annotated[
+            str,
+            Doc(
+                "Repository of the dependency cache (cooked Rust dependencies reused by "
+                "the next engine; default {registry}/brokkr-build-cache)"
+            ),
+        ] = "",
+        no_dependency_cache: Annotated[
+            bool, Doc("Neither read nor write the dependency cache: every cook runs")
+        ] = False,
     ) -> str:
         """Build every platform of each component, push it under every tag, verify it.
 
@@ -523,6 +542,17 @@ class Brokkr:
         --registry localhost:5000/brokkr --registry-service tcp://localhost:5000
         (loopback registries only; the same option exists on inspect,
         list-tags, sizes, verify and image … publish).
+
+        Dependency cache (docs/dependency-cache.md): before building, each
+        Rust cook's key (the recipe's inputs with the members' versions masked,
+        the toolchain, target, profile and features) is looked up under
+        {registry}/brokkr-build-cache:deps-<platform>-<key> (--dependency-cache
+        REPO for another repository) with the publish's login; a hit starts the
+        build from that image, by digest, instead of `cargo chef cook`. After
+        the images are pushed and verified, the cooks that ran are saved there
+        (with --username/--password, or on loopback; otherwise read-only). A
+        cache problem is a `# dependency cache` note, never a failed publish.
+        --no-dependency-cache turns it off.
         """
         request = _request.PublishRequest.create(
             ref=ref,
@@ -541,6 +571,8 @@ class Brokkr:
             output=format_,
             ui_path=ui_path,
             emulate=emulate,
+            dependency_cache=dependency_cache,
+            no_dependency_cache=no_dependency_cache,
         )
         # Every component's repository is on the registry's one host.
         repository = request.registry.repository(Component.BROKER)

@@ -405,3 +405,11 @@ def test_the_guide_keeps_brokkrs_branch():
     text = ADOPTING.read_text()
     assert "develop" not in text
     assert "refs/heads/main" in text
+
+
+def test_ci_cancels_superseded_pull_request_runs_only():
+    concurrency = load(ROOT / ".github" / "workflows" / "ci.yml")["concurrency"]
+    assert "github.ref" in concurrency["group"]  # one group per pull request or branch
+    # Cancelled only for pull requests: a tag's or branch's run always finishes.
+    assert concurrency["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+    assert concurrency["queue"] == "max"  # every waiting tag or branch run is kept

@@ -9,7 +9,7 @@ function chained after `image` runs on each component's `Image`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated
 
 import dagger
@@ -91,6 +91,9 @@ async def build_multi(
     emulate: bool = False,
     ui_path: str = DEFAULT_UI_PATH,
     source_checked: bool = False,
+    cached: Mapping[str, dagger.Container] | None = None,
+    cooks: dict[str, dagger.Container] | None = None,
+    check: bool = True,
 ) -> Image:
     """Build the runtime image of `component` for every platform in `platforms`, start-checked.
 
@@ -100,7 +103,10 @@ async def build_multi(
     per distinct build platform; then every variant is built and runs its start
     check on its own platform (`_build.check_starts`), all concurrently. Any
     failure is a `BrokkrError` naming the image and platform: nothing is
-    returned, so nothing can be exported or pushed.
+    returned, so nothing can be exported or pushed. `cached` and `cooks`: the
+    dependency cache's images and the cooks it may save (`compose_variants`).
+    With `check=False` the variants are composed, not built: the caller runs
+    the start checks itself (`publish` runs them beside the SBOM reads).
     """
     targets = list(platforms)
     variants = await compose_variants(
@@ -111,11 +117,14 @@ async def build_multi(
         emulate=emulate,
         ui_path=ui_path,
         source_checked=source_checked,
+        cached=cached,
+        cooks=cooks,
     )
     names = [t.platform for t in targets]
-    spec = component_spec(component)
-    embedded = await console_marker(source, spec) if spec.rust else None
-    await check_starts(spec, variants, names, embedded=embedded)
+    if check:
+        spec = component_spec(component)
+        embedded = await console_marker(source, spec) if spec.rust else None
+        await check_starts(spec, variants, names, embedded=embedded)
     return Image(component=component, variants=variants, platforms=names)
 
 

@@ -18,6 +18,12 @@ Brokkr v0.9.1 and later: the broker's cook and build get `cargo_features`
 operator console's dist/ (built by `ci/build/console.py`) at
 crates/brokkr-web/dist.
 
+The dependency cache (docs/dependency-cache.md) replaces the cacher on a hit:
+`cached_cacher(plan, image)` is the toolchain with the cooked `target/` and
+cargo's registry copied out of a cache image (pulled by digest), no cook run;
+`cache_image(plan, cooked, key, members)` is what a cook leaves for the next
+engine, without the workspace's own crates.
+
 Inputs: the planner and the builder see only what cargo reads, the workspace
 `SOURCE_INCLUDE` (`Cargo.toml`, `Cargo.lock`, `crates/`, and `.cargo/` and
 `rust-toolchain[.toml]` when present) minus build output (`SOURCE_EXCLUDE`),
@@ -52,6 +58,7 @@ from collections.abc import Iterable, Sequence
 import dagger
 from dagger import dag
 
+from ci.rules import cache_key as _key
 from ci.rules.components import BROKKR_OWNER, BROKKR_UID, BROKKR_USER, ComponentSpec
 from ci.rules.platforms import (
     NATIVE_BUILD_PACKAGES,
@@ -208,14 +215,109 @@ def cacher(plan: BuildPlan, recipe_text: str, features: Sequence[str] = ()) -> d
     )
 
 
+CACHE_ROOT = "/brokkr-deps"
+"""Where a dependency-cache image holds `target/` and `registry/` (cargo's, which the
+cook reads from a cache volume that is not part of any image)."""
+
+SAVE_REGISTRY = ["sh", "-c", f"mkdir -p {CACHE_ROOT} && cp -a {CARGO_REGISTRY} {CACHE_ROOT}/"]
+"""Copy cargo's registry (a mounted cache volume) into the cooked container's own files."""
+
+RESTORE_REGISTRY = [
+    "sh",
+    "-c",
+    f"cp -a {CACHE_ROOT}/registry/. {CARGO_REGISTRY}/ && rm -rf {CACHE_ROOT}",
+]
+"""On a cache hit: the cached crate sources and index into cargo's registry volume."""
+
+
+def cook_inputs(plan: BuildPlan, features: Sequence[str] = ()) -> _key.CookInputs:
+    """Everything the cook of `plan` depends on besides the recipe (the cache key's inputs)."""
+    cross = plan.mode is BuildMode.CROSS
+    packages = cross_packages(plan.target) if cross else NATIVE_BUILD_PACKAGES
+    env = cross_env(plan.target) if cross else {}
+    return _key.CookInputs(
+        rust_image=RUST_IMAGE,
+        cargo_chef=CARGO_CHEF_VERSION,
+        build_platform=plan.build_platform,
+        target_platform=plan.target.platform,
+        target_triple=plan.target.rust_target,
+        mode=plan.mode.value,
+        packages=tuple(packages),
+        env=tuple(sorted(env.items())),
+        profile="release",
+        features=tuple(features),
+    )
+
+
+def cached_cacher(plan: BuildPlan, image: dagger.Container) -> dagger.Container:
+    """The cacher on a dependency-cache hit: no `cargo chef cook` runs.
+
+    The toolchain of `plan`, with the cooked `target/` of the cache `image`
+    (pulled by digest) at `/app/target` and its crate sources restored into
+    cargo's registry volume. The builder on top of it is the same as after a
+    cook (every source touched, the component's crate cleaned), so no
+    workspace crate can come from the cache; the cache image holds none anyway.
+    """
+    return (
+        toolchain(plan)
+        .with_directory(f"{WORKDIR}/target", image.directory(f"{CACHE_ROOT}/target"))
+        .with_directory(f"{CACHE_ROOT}/registry", image.directory(f"{CACHE_ROOT}/registry"))
+        .with_exec(RESTORE_REGISTRY)
+    )
+
+
+def member_artifacts(members: Iterable[str]) -> list[str]:
+    """Patterns of the workspace crates' own artifacts under `target/`: a cache image
+    leaves them out (cook's dummy builds of the members must never travel)."""
+    patterns = []
+    for name in sorted(set(members)):
+        crate = name.replace("-", "_")
+        patterns += [
+            f"**/.fingerprint/{name}-*",
+            f"**/build/{name}-*",
+            f"**/deps/{crate}-*",
+            f"**/deps/lib{crate}-*",
+            f"**/{name}",
+            f"**/{name}.d",
+            f"**/lib{crate}.*",
+        ]
+    return patterns
+
+
+def cache_image(
+    plan: BuildPlan, cooked: dagger.Container, key: str, members: Iterable[str]
+) -> dagger.Container:
+    """The dependency-cache image of `cooked` (a cacher that ran the cook) for `key`.
+
+    An image for the build platform holding `/brokkr-deps/target` (the cooked
+    `target/` without the workspace crates' artifacts, `member_artifacts`) and
+    `/brokkr-deps/registry` (the crate sources cargo downloaded), labelled with
+    the key, content and build platform that `lookup` checks.
+    """
+    saved = cooked.with_exec(SAVE_REGISTRY)
+    ctr = (
+        dag.container(platform=dagger.Platform(plan.build_platform))
+        .with_directory(
+            f"{CACHE_ROOT}/target",
+            cooked.directory(f"{WORKDIR}/target"),
+            exclude=member_artifacts(members),
+        )
+        .with_directory(f"{CACHE_ROOT}/registry", saved.directory(f"{CACHE_ROOT}/registry"))
+    )
+    for name, value in _key.cache_labels(key, plan.build_platform).items():
+        ctr = ctr.with_label(name, value)
+    return ctr
+
+
 def builder(
     plan: BuildPlan,
     spec: ComponentSpec,
     source: dagger.Directory,
-    recipe_text: str,
+    recipe_text: str = "",
     *,
     features: Sequence[str] = (),
     console_dist: tuple[str, dagger.Directory] | None = None,
+    dependencies: dagger.Container | None = None,
 ) -> dagger.Container:
     """The cacher plus the full source, then `cargo auditable build --release --bin <binary>
     --target T`: cargo-auditable embeds the binary's crate list in its `.dep-v0` section.
@@ -228,8 +330,11 @@ def builder(
 
     `features` go to both the cook and the build; `console_dist` is the
     (workspace-relative path, directory) of the console bundle the broker embeds.
+    `dependencies` is the cacher to start from (`cached_cacher` on a cache hit);
+    by default `cacher(plan, recipe_text, features)`.
     """
-    ctr = cacher(plan, recipe_text, features).with_directory(WORKDIR, rust_source(source))
+    deps = dependencies if dependencies is not None else cacher(plan, recipe_text, features)
+    ctr = deps.with_directory(WORKDIR, rust_source(source))
     if console_dist is not None:
         path, bundle = console_dist
         ctr = ctr.with_directory(f"{WORKDIR}/{path}", bundle)

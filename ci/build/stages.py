@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shlex
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagger
 from dagger import dag
@@ -36,6 +36,7 @@ TOOLCHAIN_FILES: tuple[str, ...] = ("rust-toolchain.toml", "rust-toolchain")
 
 DEFAULT_UI_PATH = "examples/ui"
 WORKSPACE_MANIFEST = "Cargo.toml"
+NOTHING_PUSHED = "; nothing was pushed or returned"
 CHECK_OUTPUT_LIMIT = 2000
 """How many characters of a failed start check's output go into the error (the last ones)."""
 
@@ -184,22 +185,32 @@ def compose_rust(
     spec: ComponentSpec,
     plan: BuildPlan,
     stage: Stage,
-    recipe_text: str,
+    recipe_text: str = "",
     console: dagger.Container | None = None,
+    *,
+    cache_image: dagger.Container | None = None,
 ) -> dagger.Container:
-    """The container of a cacher, builder or runtime `stage` built from `recipe_text`.
+    """The container of a cacher, builder or runtime `stage` built from `recipe_text`, or
+    from the dependency-cache `cache_image` (`_rust.cached_cacher`: no cook).
 
     With the `console` stage (the broker of a source with a console), the cook
     and the build get `_rust.cargo_features` (`embed-ui`) and the builder the
     console's dist/ at crates/brokkr-web/dist.
     """
     features = _rust.cargo_features(spec, console=console is not None)
+    deps = (
+        _rust.cacher(plan, recipe_text, features)
+        if cache_image is None
+        else _rust.cached_cacher(plan, cache_image)
+    )
     if stage is Stage.CACHER:
-        return _rust.cacher(plan, recipe_text, features)
+        return deps
     bundle = (
         (f"{_console.CONSOLE_DIR}/dist", _console.dist(console)) if console is not None else None
     )
-    built = _rust.builder(plan, spec, source, recipe_text, features=features, console_dist=bundle)
+    built = _rust.builder(
+        plan, spec, source, features=features, console_dist=bundle, dependencies=deps
+    )
     if stage is Stage.BUILDER:
         return built
     return _rust.runtime(plan, spec, built.file(_rust.binary_path(plan, spec)))
@@ -235,8 +246,15 @@ async def compose_variants(
     emulate: bool = False,
     ui_path: str = DEFAULT_UI_PATH,
     source_checked: bool = False,
+    cached: Mapping[str, dagger.Container] | None = None,
+    cooks: dict[str, dagger.Container] | None = None,
 ) -> list[dagger.Container]:
     """The `stage` container of `spec`'s component for each of `targets`, in order.
+
+    `cached` maps a target platform to its dependency-cache image (pulled by
+    digest): that platform's cacher starts from it (no cook, no planner). Into
+    `cooks`, when given, go the cachers that cook (target platform -> container),
+    from which publish makes the new cache images.
 
     `targets=None` means the engine's own platform. The stage is checked first,
     then the source (unless `source_checked` says the caller already ran
@@ -278,11 +296,21 @@ async def compose_variants(
     plans = [plan_build(native=native, target=p, emulate=emulate) for p in platforms]
     if stage is Stage.PLANNER:
         return [_rust.planner(plan, rust_in) for plan in plans]
-    recipe_texts = await recipes(plans, rust_in, spec.name)
-    return [
-        compose_rust(rust_in, spec, plan, stage, recipe_texts[plan.build_platform], console)
-        for plan in plans
-    ]
+    cached = cached or {}
+    to_cook = [plan for plan in plans if plan.target.platform not in cached]
+    recipe_texts = await recipes(to_cook, rust_in, spec.name) if to_cook else {}
+    features = _rust.cargo_features(spec, console=console is not None)
+    out = []
+    for plan in plans:
+        image = cached.get(plan.target.platform)
+        if image is not None:
+            out.append(compose_rust(rust_in, spec, plan, stage, console=console, cache_image=image))
+            continue
+        text = recipe_texts[plan.build_platform]
+        if cooks is not None:
+            cooks[plan.target.platform] = _rust.cacher(plan, text, features)
+        out.append(compose_rust(rust_in, spec, plan, stage, text, console))
+    return out
 
 
 async def console_marker(source: dagger.Directory, spec: ComponentSpec) -> str | None:
@@ -338,6 +366,32 @@ def start_check(spec: ComponentSpec, embedded: str | None = None) -> list[str]:
     return _rust.start_check(spec, embedded) if spec.rust else list(_ui.START_CHECK)
 
 
+async def check_one(
+    spec: ComponentSpec,
+    image: dagger.Container,
+    platform: str,
+    *,
+    embedded: str | None = None,
+) -> str | None:
+    """Build `image` by running its start check; None if it starts, else what went wrong:
+    the failing stage with the last lines of its output (`_failures.describe`), or
+    `… does not start: its check … exited N; output: …`."""
+    check = start_check(spec, embedded)
+    try:
+        await image.with_exec(check).stdout()
+    except dagger.ExecError as e:
+        if list(e.command)[-len(check) :] != check:
+            return _failures.describe(e, image=spec.name, platform=platform)
+        output = f"{e.stdout}\n{e.stderr}".strip()[-CHECK_OUTPUT_LIMIT:] or "(no output)"
+        return (
+            f"{spec.name} for {platform} does not start: its check `{_describe(check)}` "
+            f"exited {e.exit_code}; output:\n{output}"
+        )
+    except dagger.QueryError as e:
+        return _failures.describe(e, image=spec.name, platform=platform)
+    return None
+
+
 async def check_starts(
     spec: ComponentSpec,
     images: Sequence[dagger.Container],
@@ -351,27 +405,15 @@ async def check_starts(
     not build (with the failing stage and the last lines of its output) or
     whose start check failed, with the check's output.
     """
-    check = start_check(spec, embedded)
     failures: list[str] = []
 
     async def one(image: dagger.Container, platform: str) -> None:
-        try:
-            await image.with_exec(check).stdout()
-        except dagger.ExecError as e:
-            if list(e.command)[-len(check) :] != check:
-                failures.append(_failures.describe(e, image=spec.name, platform=platform))
-                return
-            output = f"{e.stdout}\n{e.stderr}".strip()[-CHECK_OUTPUT_LIMIT:] or "(no output)"
-            failures.append(
-                f"{spec.name} for {platform} does not start: its check `{_describe(check)}` "
-                f"exited {e.exit_code}; output:\n{output}"
-            )
-        except dagger.QueryError as e:
-            failures.append(_failures.describe(e, image=spec.name, platform=platform))
+        if (problem := await check_one(spec, image, platform, embedded=embedded)) is not None:
+            failures.append(problem)
 
     await run_all([lambda i=i, p=p: one(i, p) for i, p in zip(images, platforms, strict=True)])
     if failures:
-        raise BrokkrError("; ".join(sorted(failures)) + "; nothing was pushed or returned")
+        raise BrokkrError("; ".join(sorted(failures)) + NOTHING_PUSHED)
 
 
 def _describe(check: list[str]) -> str:

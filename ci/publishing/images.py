@@ -7,17 +7,23 @@ been pushed then.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import dagger
 
-from ci.build import failures as _failures
 from ci.build import image as _image
 from ci.build import selection as _selection
-from ci.build.stages import check_source, native_platform
+from ci.build.stages import (
+    NOTHING_PUSHED,
+    check_one,
+    check_source,
+    console_marker,
+    native_platform,
+)
 from ci.concurrency import run_all
 from ci.errors import BrokkrError
+from ci.publishing import dependency_cache as _cache
 from ci.publishing.plan import Target, pinned_first
 from ci.publishing.request import PublishRequest
 from ci.rules.components import Component, component_spec
@@ -53,13 +59,18 @@ async def check_sources(
 
 
 async def compose(
-    request: PublishRequest, source: dagger.Directory
-) -> dict[Component, _image.Image]:
-    """Compose every component's multi-platform image (runs the cargo-chef planners).
+    request: PublishRequest,
+    source: dagger.Directory,
+    cache: _cache.CachePlan | None = None,
+) -> tuple[dict[Component, _image.Image], dict[Component, str | None]]:
+    """Compose every component's multi-platform image (runs the cargo-chef planners of
+    the cooks the dependency `cache` does not serve), and the console marker the
+    broker's start check looks for in its binary (None without a console).
 
     The sources were checked by `check_sources` already.
     """
     images: dict[Component, _image.Image] = {}
+    markers: dict[Component, str | None] = {}
 
     async def one(component: Component) -> None:
         images[component] = await _image.build_multi(
@@ -69,10 +80,15 @@ async def compose(
             emulate=request.emulate,
             ui_path=request.ui_path,
             source_checked=True,
+            cached=cache.images.get(component) if cache is not None else None,
+            cooks=cache.cookers.setdefault(component, {}) if cache is not None else None,
+            check=False,  # `build` runs the checks, beside the SBOM reads
         )
+        spec = component_spec(component)
+        markers[component] = await console_marker(source, spec) if spec.rust else None
 
     await run_all([lambda c=c: one(c) for c in request.components])
-    return images
+    return images, markers
 
 
 async def build(
@@ -80,16 +96,18 @@ async def build(
     targets: Sequence[Target],
     images: dict[Component, _image.Image],
     *,
+    markers: Mapping[Component, str | None] | None = None,
     read_sboms: bool = False,
 ) -> tuple[dict[str, list[dagger.Container]], list[_sbom.Pending] | None]:
     """Label and build every variant of every target, concurrently; any failure stops the run.
 
-    With `read_sboms`, each variant's SBOM inputs are read from it
-    (`_sbom.read_pending`) as soon as it is built, while the others still build.
-    Returns the built variants and the SBOMs read (one per platform of every
-    target, in that order; None without `read_sboms`). A failed build or read
-    is one `BrokkrError` once every build and read has finished: nothing has
-    been pushed then.
+    One engine round: each labelled variant's start check (`check_one`, which
+    builds it) and, with `read_sboms`, the reads of its SBOM inputs
+    (`_sbom.read_pending`) all start at once; each read waits for the build
+    it reads in the engine, not in this module. Returns the variants and the
+    SBOMs read (one per platform of every target, in that order; None without
+    `read_sboms`). A variant that did not build or start, or a failed read, is
+    one `BrokkrError` once everything has finished: nothing has been pushed then.
     """
     variants: dict[str, list[dagger.Container]] = {}
     for target in targets:
@@ -112,34 +130,31 @@ async def build(
     read_failures: list[str] = []
     read: dict[tuple[str, int], _sbom.Pending] = {}
 
-    async def one(target: Target, index: int, platform: PlatformSpec) -> None:
-        name = target.spec.name
+    async def check(target: Target, index: int, platform: PlatformSpec) -> None:
+        variant = variants[target.spec.name][index]
+        embedded = (markers or {}).get(target.spec.component)
+        problem = await check_one(target.spec, variant, platform.platform, embedded=embedded)
+        if problem is not None:
+            failures.append(problem)
+
+    async def sbom(target: Target, index: int, platform: PlatformSpec) -> None:
+        variant = variants[target.spec.name][index]
         try:
-            # The synced container is loaded by its ID: pushing it later sends the
-            # ID instead of resolving the whole build graph again.
-            variants[name][index] = await variants[name][index].sync()
-        except dagger.QueryError as e:
-            failures.append(_failures.describe(e, image=name, platform=platform.platform))
-            return
-        if not read_sboms or failures:  # after a failed build nothing is pushed
-            return
-        try:
-            read[(name, index)] = await _sbom.read_pending(
-                sbom_job(target, platform, variants[name][index]), native
+            read[(target.spec.name, index)] = await _sbom.read_pending(
+                sbom_job(target, platform, variant), native
             )
         except BrokkrError as e:
             read_failures.append(str(e))
 
-    await run_all(
-        [
-            lambda t=target, i=index, p=platform: one(t, i, p)
-            for target in targets
-            for index, platform in enumerate(request.platforms)
-        ]
-    )
-    if failures:
-        msg = "build failed, nothing was pushed: " + "; ".join(sorted(failures))
-        raise BrokkrError(msg)
+    jobs = [
+        lambda job=job, t=target, i=index, p=platform: job(t, i, p)
+        for target in targets
+        for index, platform in enumerate(request.platforms)
+        for job in ((check, sbom) if read_sboms else (check,))
+    ]
+    await run_all(jobs)
+    if failures:  # a read of an image that did not build failed too: the build says why
+        raise BrokkrError("; ".join(sorted(failures)) + NOTHING_PUSHED)
     if read_failures:
         msg = "reading the SBOMs failed, nothing was pushed: " + "; ".join(sorted(read_failures))
         raise BrokkrError(msg)

@@ -8,35 +8,45 @@ The order is the contract (SPEC "Publish"):
 2. the registry is read: the semver tags already there decide where moving
    tags may go, and an immutable tag that already exists stops the run before
    anything is built (unless `force`);
-3. every platform variant of every component is built, concurrently, and each
-   platform's SBOM (`_sbom`) is read from its variant as soon as that variant
-   is built; a failed build or read stops the run and nothing is pushed;
-4. each component is pushed as one multi-platform manifest under its
+3. the dependency cache (`dependency_cache`, docs/dependency-cache.md) is
+   looked up: each Rust cook whose key is found starts from that image, by
+   digest, instead of running `cargo chef cook`;
+4. every platform variant of every component is built, concurrently, in one
+   engine round: each variant's start check (which builds it) and the reads
+   of its SBOM inputs (`_sbom`) start at once; a failed build, check or read
+   stops the run and nothing is pushed;
+5. each component is pushed as one multi-platform manifest under its
    immutable tag, then under its other tags;
-5. its tags are read back and must resolve to the pushed index digest with
+6. its tags are read back and must resolve to the pushed index digest with
    every requested platform;
-6. its SBOMs are attached to its pushed platform manifests as OCI referrers
+7. its SBOMs are attached to its pushed platform manifests as OCI referrers
    (`_referrers`) when the module's client may write there (`can_write`:
    with credentials, or anonymously on a loopback registry); otherwise the
    output says they were not;
-7. with a signing key, its platform manifests and then its index are signed
+8. with a signing key, its platform manifests and then its index are signed
    in cosign's format (`_signing`), each signature stored under its
    `sha256-<hex>.sig` tag next to the image (the same `can_write` rule,
    checked before anything runs).
 
-Steps 4 to 7 are one chain per component, the components' chains running in
+Steps 5 to 8 are one chain per component, the components' chains running in
 parallel (`deliver`): one component's SBOMs and signatures are written while
 another's tags are still being pushed. The plan's reads, and each
 component's read-back, SBOM attaches and signing, each run under one registry
-deadline (`RegistryClient.operation`). The output (`render`) reports steps 5
-to 7: text lines, or one JSON array. A failure in step 6 does not stop step
-7; once every chain has finished, failures in either are one error
-(`after_push_failure`) naming what was pushed, attached and signed.
+deadline (`RegistryClient.operation`). The output (`render`) reports steps 6
+to 8: text lines, or one JSON array. A failure in step 7 does not stop step
+8; once every chain has finished, failures in either are one error
+(`after_push_failure`) naming what was pushed, attached and signed. Then the
+cooks that ran are saved to the dependency cache (a failure is a note).
+
+Engine rounds (benchmarks/publish_overlap.py): with the dependency cache
+warm, a release waits for three: step 4, the immutable pushes, the moving
+tags. A cold cache adds the planner's recipe read before step 4 and the
+cache pushes after step 8.
 
 The steps live in one module each: `request` (the checked inputs), `plan`
-(steps 2), `images` (step 3), `deliver` (steps 4 to 7, with `readback` for
-step 5) and `report` (the output and the after-push error); this module runs
-them in order.
+(step 2), `dependency_cache` (step 3), `images` (step 4), `deliver` (steps 5
+to 8, with `readback` for step 6) and `report` (the output and the after-push
+error); this module runs them in order.
 
 Two runs for the same repository at once could both find a tag absent and
 both push it; CI serialises runs per ref (`concurrency` in the workflow).
@@ -48,14 +58,15 @@ import dagger
 
 from ci.access import RegistryAccess
 from ci.errors import BrokkrError
+from ci.publishing import dependency_cache as _cache
 from ci.publishing.deliver import deliver
 from ci.publishing.images import build, check_sources, compose, with_components
 from ci.publishing.plan import plan, refuse_overwrites
 from ci.publishing.report import dry_run_report, dry_run_signing, no_ui_lines, render
-from ci.publishing.request import PublishRequest
+from ci.publishing.request import OutputFormat, PublishRequest
 from ci.registry.client import Credentials
 from ci.rules.namespace import Namespace
-from ci.rules.reference import is_loopback_host
+from ci.rules.reference import is_loopback_host, parse_repository
 from ci.supply_chain import signing as _signing
 
 READ_LOGIN_HINT = (
@@ -116,12 +127,23 @@ async def publish(
                 )
             return "\n".join([*lines, *no_ui_lines(request.no_ui)])
         refuse_overwrites(request, targets)
-        images = await compose(request, source)
+        cache = await _cache.prepare(
+            parse_repository(request.dependency_cache) if request.dependency_cache else None,
+            source,
+            request.components,
+            request.platform_names,
+            client,
+            emulate=request.emulate,
+            username=access.username,
+            password=access.password,
+            registry_service=access.service,
+        )
+        images, markers = await compose(request, source, cache)
         # SBOMs are read from each variant once it is built, and before the first push
         # (a failure pushes nothing); each component's are attached after its read-back
         # where the module's client may write; elsewhere publish says they were not.
         sboms = can_write(request.registry, credentials)
-        variants, pending = await build(request, targets, images, read_sboms=sboms)
+        variants, pending = await build(request, targets, images, markers=markers, read_sboms=sboms)
         refs = await deliver(
             request,
             targets,
@@ -131,7 +153,15 @@ async def publish(
             pending=pending,
             signing_key=signing_key,
         )
-        return render(
+        # Only now, with every image pushed and verified: a failure here is a note.
+        await _cache.save(
+            cache,
+            writable=can_write(request.registry, credentials),
+            username=access.username,
+            password=access.password,
+            registry_service=access.service,
+        )
+        text = render(
             request.output,
             request.platform_names,
             targets,
@@ -139,3 +169,6 @@ async def publish(
             sboms_attachable=sboms,
             no_ui=request.no_ui,
         )
+        if request.output is OutputFormat.TEXT and cache.notes:
+            text = "\n".join([text, *cache.notes])
+        return text

@@ -11,10 +11,12 @@ import dagger
 from ci.build.stages import DEFAULT_UI_PATH
 from ci.build.ui import normalize_ui_path
 from ci.errors import BrokkrError
+from ci.rules.cache_key import CACHE_REPOSITORY
 from ci.rules.components import Component, requested_components
 from ci.rules.labels import validate_created, validate_source_url
 from ci.rules.namespace import Namespace
 from ci.rules.platforms import PlatformSpec
+from ci.rules.reference import ImageReference, parse_repository
 from ci.rules.tags import compute_tags, validate_sha
 
 DEFAULT_REGISTRY = "ghcr.io/colliery-io"
@@ -61,6 +63,8 @@ class PublishRequest:
     """Give a branch push its `<branch>-sha-<7 hex>` tag (the seed's policy)."""
     no_ui: str | None = None
     """Why there is no UI image, when the source's default left it out (`with_components`)."""
+    dependency_cache: str | None = None
+    """The dependency cache's repository (None: no cache)."""
 
     @property
     def platform_names(self) -> tuple[str, ...]:
@@ -87,6 +91,8 @@ class PublishRequest:
         component: Component | None = None,
         nightly: bool = False,
         commit_tag: bool = True,
+        dependency_cache: str = "",
+        no_dependency_cache: bool = False,
     ) -> PublishRequest:
         """Check every input and normalise it; a `BrokkrError` names the first bad one.
 
@@ -111,6 +117,14 @@ class PublishRequest:
                 "none: use the default text format with --dry-run"
             )
             raise BrokkrError(msg)
+        if no_dependency_cache and dependency_cache:
+            msg = "--dependency-cache and --no-dependency-cache exclude each other: give one"
+            raise BrokkrError(msg)
+        cache = None
+        if not no_dependency_cache:
+            cache = validate_cache_repository(
+                dependency_cache or f"{registry}/{CACHE_REPOSITORY}"
+            ).name
         return cls(
             ref=ref,
             sha=sha,
@@ -127,4 +141,14 @@ class PublishRequest:
             emulate=emulate,
             nightly=nightly,
             commit_tag=commit_tag,
+            dependency_cache=cache,
         )
+
+
+def validate_cache_repository(repository: str) -> ImageReference:
+    """Check `--dependency-cache REPO` (a repository: no tag, no digest)."""
+    try:
+        return parse_repository(repository.strip())
+    except BrokkrError as e:
+        msg = f"--dependency-cache {repository!r} is not a repository: {e}"
+        raise BrokkrError(msg) from None

@@ -20,6 +20,7 @@ from ci.build import console as _console
 from ci.build import image as _image
 from ci.build import stages as _build
 from ci.errors import BrokkrError
+from ci.publishing.dependency_cache import cook_features
 from ci.rules.components import COMPONENTS, Component, Stage
 from ci.rules.platforms import parse_platform
 from ci.rules.versions import TRUNK_VERSION, WASM_OPT_CRATE_VERSION, WASM_OPT_TRUNK_VERSION
@@ -354,3 +355,12 @@ async def test_a_workspace_rust_version_above_the_image_is_refused(
     # Today's tree asks for exactly the image's 1.90, the seed era for nothing it enforces.
     await _build.check_source(source(), BROKER)
     await _build.check_source(source(FIXTURE_WORKSPACE), BROKER)
+
+
+async def test_the_dependency_cache_keys_the_brokers_cook_on_embed_ui(recipes: StandInEngine):
+    """The cache key takes the features the cook gets: a v0.9.1 broker cooked with
+    `embed-ui` never shares a key with a cook without it (the agent, the seed era)."""
+    agent = COMPONENTS[Component.AGENT]
+    assert await cook_features(source(), BROKER) == ("embed-ui",)
+    assert await cook_features(source(), agent) == ()
+    assert await cook_features(source(FIXTURE_WORKSPACE), BROKER) == ()

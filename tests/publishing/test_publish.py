@@ -15,8 +15,9 @@ from dagger import dag
 from dagger.mod._exceptions import FunctionError
 
 from ci.build import push as _push
+from ci.build import ui as _ui
 from ci.supply_chain import sbom as _sbom
-from tests.support.publishing import RECIPE, publish_to
+from tests.support.publishing import RECIPE, image_pushes, is_cache_image, publish_to
 from tests.support.registry_server import RegistryServer, push_image
 from tests.support.sbom_inputs import answer_image_reads
 from tests.support.standin import (
@@ -46,12 +47,20 @@ def output_lines(text: str) -> list[str]:
 
 
 def pushed(engine: StandInEngine) -> list[str]:
-    return sorted(p.address for p in engine.pushes)
+    return sorted(p.address for p in image_pushes(engine))
 
 
-def builds(engine: StandInEngine) -> list[Node]:
-    """The image variants the engine built (synced)."""
-    return [node for field, node, *_ in engine.evaluated if field == "sync"]
+AGENT_CHECK = ["sh", "-c", "./brokkr-agent --help && kubectl version --client"]
+
+
+def start_checks(engine: StandInEngine) -> list[tuple[float, float]]:
+    """(started, ended) of each start check the engine ran (each builds its image)."""
+    checks = (["sh", "-c", "./brokkr-broker --help"], AGENT_CHECK, list(_ui.START_CHECK))
+    return [
+        (started, ended)
+        for field, node, started, ended in engine.evaluated
+        if field == "stdout" and node.execs() and node.execs()[-1] in checks
+    ]
 
 
 def container_work(engine: StandInEngine) -> list[Node]:
@@ -81,7 +90,7 @@ async def test_release_pushes_every_tag_of_every_component_with_both_platforms(
         for tag in ("1.2.3", "1.2", "1", "latest")
     )
     assert pushed(publishing) == expected
-    for push in publishing.pushes:
+    for push in image_pushes(publishing):
         assert push.platforms(publishing.default_platform) == BOTH
     # One line per tag, each a digest reference the registry serves.
     assert sorted(r.split("@")[0] for r in refs) == expected
@@ -95,10 +104,33 @@ async def test_every_variant_is_built_before_the_first_push(
     brokkr: ModuleCaller, publishing: StandInEngine, namespace: str
 ):
     await brokkr.call("publish", ref="refs/tags/v0.4.0", sha=SHA, registry=namespace)
-    evaluated = [field for field, *_ in publishing.evaluated]
-    first_push = evaluated.index("publish")
-    assert evaluated[:first_push].count("sync") == 6  # 3 components x 2 platforms
-    assert "sync" not in evaluated[first_push:]
+    checks = start_checks(publishing)
+    assert len(checks) == 6  # 3 components x 2 platforms, each checked once
+    pushes = [started for field, _, started, _ in publishing.evaluated if field == "publish"]
+    assert max(ended for _, ended in checks) <= min(pushes)
+    # No separate build round: the checks build the images, nothing syncs them first.
+    assert not [f for f, *_ in publishing.evaluated if f == "sync"]
+
+
+async def test_checks_and_sbom_reads_are_one_round_then_the_pushes_two(
+    brokkr: ModuleCaller, publishing: StandInEngine, namespace: str
+):
+    # A warm dependency cache (the first publish saved it): no planner read is needed.
+    await brokkr.call("publish", ref="refs/tags/v0.4.0", sha=SHA, registry=namespace)
+    publishing.reset_recordings()
+    # Long enough that a busy machine cannot start a round-trip of one round after
+    # another of the same round ended.
+    publishing.delays = dict.fromkeys(("sync", "stdout", "contents", "publish"), 2.5)
+    await brokkr.call(
+        "publish", ref="refs/tags/v0.4.1", sha=SHA, registry=namespace, component="AGENT"
+    )
+    checks, reads = start_checks(publishing), sbom_reads(publishing)
+    assert len(checks) == 2
+    assert len(reads) == 2  # one syft scan per platform
+    # Every check and read started before any of them ended: one round.
+    assert max(s for s, _ in checks + reads) < min(e for _, e in checks + reads)
+    # Then the immutable push, then the moving tags: three rounds in all.
+    assert publishing.serial_rounds() == 3
 
 
 def sbom_reads(engine: StandInEngine) -> list[tuple[float, float]]:
@@ -118,7 +150,11 @@ async def test_every_sbom_is_read_before_the_first_push(
     reads = sbom_reads(publishing)
     # Per platform: a syft scan of each of the three images.
     assert len(reads) == 2 * 3
-    pushes = [started for field, _, started, _ in publishing.evaluated if field == "publish"]
+    pushes = [
+        started
+        for field, node, started, _ in publishing.evaluated
+        if field == "publish" and not is_cache_image(node)
+    ]
     assert len(pushes) == 12
     assert max(ended for _, ended in reads) <= min(pushes)
 
@@ -279,10 +315,11 @@ async def test_credentials_travel_only_as_a_secret(
     )
 
     assert len(refs) == 4
-    for push in engine.pushes:
+    for push in engine.pushes:  # the images' and the dependency cache's
         (auth,) = push.auth()
         assert auth.args["username"] == auth_registry.username
-        assert auth.args["address"] == f"{namespace}/brokkr-broker"
+        repository = "brokkr-build-cache" if is_cache_image(push.container) else "brokkr-broker"
+        assert auth.args["address"] == f"{namespace}/{repository}"
         assert isinstance(auth.args["secret"], Node)
         assert auth.args["secret"].field == "secret"
         for node in push.container.graph():
@@ -626,7 +663,7 @@ async def test_emulate_reaches_every_build(
     await brokkr.call(
         "publish", pr=3, sha=SHA, registry=namespace, component="AGENT", emulate=emulate
     )
-    (push,) = publishing.pushes
+    (push,) = image_pushes(publishing)
     cross_targets = [
         n.args["args"]
         for variant in [push.container, *push.variants]

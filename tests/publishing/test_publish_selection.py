@@ -31,7 +31,9 @@ async def no_ui(engine: StandInEngine, tmp_path: Path) -> ModuleCaller:
 
 
 def pushed(engine: StandInEngine) -> list[str]:
-    return sorted(p.address for p in engine.pushes)
+    """The image pushes (the dependency cache's own pushes are tests/publishing/
+    test_dependency_cache.py's subject)."""
+    return sorted(p.address for p in engine.pushes if "/brokkr-build-cache:" not in p.address)
 
 
 def notes(text: str) -> list[str]:

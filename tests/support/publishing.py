@@ -13,9 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ci.build import push as _push
 from ci.publishing import readback as _readback
+from ci.rules.cache_key import KEY_LABEL
 from tests.support.registry_server import RegistryServer
 from tests.support.sbom_inputs import answer_image_reads
-from tests.support.standin import StandInEngine, push_to_registry
+from tests.support.standin import Node, Push, StandInEngine, push_to_registry
 
 RECIPE = '{"skeleton": {"manifests": []}, "recipe": "fixture"}'
 """What the stand-in's cargo-chef planner leaves in /app/recipe.json."""
@@ -66,3 +67,13 @@ def pem_pair() -> tuple[str, bytes]:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return private, public
+
+
+def is_cache_image(container: Node) -> bool:
+    """Whether a pushed container is a dependency-cache image (it carries the key label)."""
+    return any(n.args["name"] == KEY_LABEL for n in container.calls("withLabel"))
+
+
+def image_pushes(engine: StandInEngine) -> list[Push]:
+    """The engine's pushes of images, without the dependency cache's pushes."""
+    return [p for p in engine.pushes if not is_cache_image(p.container)]

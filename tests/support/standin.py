@@ -74,8 +74,15 @@ EVALUATING = frozenset(
         "contents",
         "entries",
         "glob",
+        "digest",
     }
 )
+
+# The four kinds of engine round-trip a module waits for (what `delays` simulates in the
+# benchmarks and `serial_rounds` counts): a build's sync, an exec's output, a file read
+# out of a built container, and a push. Reads of the host's files are none of them.
+ROUND_TRIPS = frozenset({"sync", "stdout", "stderr", "combinedOutput", "publish"})
+FILE_READS = frozenset({"contents", "digest", "size"})
 
 
 def schema_path() -> Path:
@@ -291,8 +298,11 @@ class StandInEngine:
             self.delays: dict[str, float] = {}
             self.on_publish: Callable[[Push], str | None] | None = None
             # What `Container.file(path).contents()` answers, by path: a string, or a
-            # function of the container node (e.g. a recipe derived from its source).
-            self.container_files: dict[str, str | Callable[[Node], str]] = {}
+            # function of the container node. The planner's recipe is derived from the
+            # source it was given, as cargo-chef derives it (`cargo_chef_recipe`).
+            self.container_files: dict[str, str | Callable[[Node], str]] = {
+                "/app/recipe.json": cargo_chef_recipe
+            }
             # What `Container.directory(path)` holds, by path: {relative path: bytes}, or a
             # function of the container node (e.g. the files trunk writes into dist/).
             self.container_dirs: dict[
@@ -306,6 +316,13 @@ class StandInEngine:
                     Callable[[Node], dict[str, Any]] | None,
                 ]
             ] = []
+
+    def reset_recordings(self) -> None:
+        """Forget what was recorded (queries, pushes, evaluations); keep every behaviour."""
+        with self._lock:
+            self.queries = []
+            self.pushes = []
+            self.evaluated = []
 
     def on(self, type_name: str, field: str, handler: Handler) -> None:
         """Answer ``type_name.field`` with ``handler(engine, parent_node, args)``."""
@@ -570,10 +587,28 @@ class StandInEngine:
         try:
             return answer()
         finally:
-            if delay := self.delays.get(field):
+            if is_round_trip(field, node) and (delay := self.delays.get(field)):
                 time.sleep(max(0.0, started + delay - time.monotonic()))
             with self._lock:
                 self.evaluated.append((field, node, started, time.monotonic()))
+
+    def round_trips(self) -> list[tuple[str, Node, float, float]]:
+        """The evaluations that were engine round-trips (`is_round_trip`), in order."""
+        with self._lock:
+            return [e for e in self.evaluated if is_round_trip(e[0], e[1])]
+
+    def serial_rounds(self) -> int:
+        """The longest chain of round-trips each starting after the previous one ended.
+
+        Read from the engine's own timestamps, so a slower machine does not move it:
+        two round-trips that overlapped at all are in the same round.
+        """
+        trips = sorted(self.round_trips(), key=lambda e: e[2])
+        depth: list[int] = []
+        for i, (_, _, started, _) in enumerate(trips):
+            before = [depth[j] for j in range(i) if trips[j][3] <= started]
+            depth.append(1 + max(before, default=0))
+        return max(depth, default=0)
 
 
 def _expected_type(arg: graphql.GraphQLArgument) -> str | None:
@@ -1013,9 +1048,99 @@ def _file_contents(engine: StandInEngine, node: Node | None, _args: dict[str, An
     return file_contents(node).decode()
 
 
-def _file_size(_engine: StandInEngine, node: Node | None, _args: dict[str, Any]) -> int:
+def _file_size(engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> int:
     assert node is not None
-    return len(file_contents(node))
+    return len(_file_contents(engine, node, args).encode())
+
+
+def _file_digest(engine: StandInEngine, node: Node | None, args: dict[str, Any]) -> str:
+    """A file's digest is the sha256 of its content, as the engine's is (name and
+    metadata aside): equal content, equal digest, whatever chain produced it."""
+    assert node is not None
+    content = _file_contents(engine, node, args).encode()
+    return "sha256:" + hashlib.sha256(content).hexdigest()
+
+
+def is_round_trip(field: str, node: Node) -> bool:
+    """Whether evaluating ``field`` of ``node`` is one of the engine round-trips the
+    benchmarks simulate (``ROUND_TRIPS``, or a file read out of a container)."""
+    if field in ROUND_TRIPS:
+        return True
+    return field in FILE_READS and node.type_name == "File" and node.root_container() is not None
+
+
+_VERSION_LINE = re.compile(r'^(version\s*=\s*)"[^"]*"', re.MULTILINE)
+
+
+def cargo_chef_recipe(planner: Node) -> str:
+    """What `cargo chef prepare` writes for the source the planner container was given.
+
+    cargo-chef's skeleton: every manifest and the lockfile, with the workspace's own
+    packages' versions masked (``0.0.1``) so that a release's version bump leaves the
+    recipe unchanged; ``.cargo/config[.toml]`` and the toolchain file as they are.
+    Sources' contents are not in it. (The stand-in masks by text, line by line: a
+    ``version = "…"`` line in a manifest's ``[package]`` or ``[workspace.package]``
+    table, and the ``version`` of every lockfile package that has no ``source``.)
+    """
+    mounted = [n for n in planner.calls("withDirectory") if n.args.get("path") == "/app"]
+    if not mounted:
+        msg = f"the stand-in finds no source at /app in {planner.describe()}"
+        raise graphql.GraphQLError(msg)
+    files = directory_files(mounted[-1].args["source"])
+    manifests = []
+    for path in sorted(files):
+        if path == "Cargo.toml" or path.endswith("/Cargo.toml"):
+            manifests.append(
+                {"relative_path": path, "contents": _mask_manifest(files[path].decode())}
+            )
+    lock = files.get("Cargo.lock")
+    skeleton = {
+        "manifests": manifests,
+        "config_file": (
+            files.get(".cargo/config.toml") or files.get(".cargo/config") or b""
+        ).decode()
+        or None,
+        "lock_file": _mask_lock(lock.decode()) if lock is not None else None,
+        "rust_toolchain_file": next(
+            (
+                [name, files[name].decode()]
+                for name in ("rust-toolchain.toml", "rust-toolchain")
+                if name in files
+            ),
+            None,
+        ),
+    }
+    return json.dumps({"skeleton": skeleton}, sort_keys=True)
+
+
+def _mask_manifest(text: str) -> str:
+    out, table = [], ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            table = stripped
+        elif stripped.startswith("#") or not stripped:
+            continue
+        elif table in ("[package]", "[workspace.package]"):
+            line = _VERSION_LINE.sub(r'\1"0.0.1"', line)
+        out.append(line)
+    return "\n".join(out)
+
+
+def _mask_lock(text: str) -> str:
+    blocks = text.split("[[package]]")
+    masked = [blocks[0]]
+    for block in blocks[1:]:
+        if "\nsource = " not in block:
+            block = _VERSION_LINE.sub(r'\1"0.0.1"', block)
+        masked.append(block)
+    return "[[package]]".join(masked)
+
+
+def recipe_dependency_crates(recipe: str) -> int:
+    """How many dependency crates (lockfile packages with a ``source``) a recipe holds."""
+    lock = json.loads(recipe)["skeleton"].get("lock_file") or ""
+    return lock.count("\nsource = ")
 
 
 BUILTIN: dict[tuple[str, str], Handler] = {
@@ -1032,6 +1157,7 @@ BUILTIN: dict[tuple[str, str], Handler] = {
     ("Directory", "glob"): _dir_glob,
     ("File", "contents"): _file_contents,
     ("File", "size"): _file_size,
+    ("File", "digest"): _file_digest,
 }
 
 
@@ -1048,7 +1174,8 @@ def push_to_registry(
 
     It pushes a small image with the platforms of the published variants (the
     same call chains give the same image, so every tag of one publish names one
-    index) and returns the digest the registry reports. It logs in with what
+    index; a container without variants is one image manifest, as the engine
+    pushes it) and returns the digest the registry reports. It logs in with what
     ``withRegistryAuth`` attached to the pushed container for that registry, as
     the engine does, and with nothing else: a registry that requires a login
     refuses a push without one or with a wrong secret, and the publish fails.
@@ -1070,8 +1197,12 @@ def push_to_registry(
                 labels = {
                     n.args["name"]: n.args["value"] for n in push.container.calls("withLabel")
                 }
+                # Without platform variants the engine pushes one image manifest, no index.
                 images[seed] = build_image(
-                    push.platforms(engine.default_platform), seed=seed, labels=labels
+                    push.platforms(engine.default_platform),
+                    seed=seed,
+                    labels=labels,
+                    index=bool(push.variants),
                 )
             lock = locks.setdefault(repository, threading.Lock())
         # docker-registry 2.8 can answer MANIFEST_BLOB_UNKNOWN to concurrent manifest

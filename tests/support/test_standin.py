@@ -285,7 +285,7 @@ async def test_publish_pushes_with_the_credentials_withregistryauth_attached(
         httpx.head,
         f"{auth_registry.base_url}/v2/{repository}/manifests/1",
         auth=(auth_registry.username, auth_registry.password),
-        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},  # no variants
     )
     assert manifest.headers["Docker-Content-Digest"] == digest
     assert len(engine.pushes) == 1
@@ -312,3 +312,80 @@ async def test_fail_exec_fails_the_chosen_exec_as_the_engine_would(engine: Stand
     # Whatever depends on the failing exec fails on evaluation too.
     with pytest.raises(dagger.ExecError):
         await dag.container().from_("debian").with_file("/x", broken.file("/x")).sync()
+
+
+# -- the planner's recipe, file digests, round-trips ---------------------------------
+
+
+def _planner(src: dagger.Directory) -> dagger.Container:
+    return (
+        dag.container()
+        .from_("rust")
+        .with_directory("/app", src)
+        .with_exec(["cargo", "chef", "prepare", "--recipe-path", "recipe.json"])
+    )
+
+
+def _copy_fixture(tmp_path: Path) -> Path:
+    import shutil
+
+    copy = tmp_path / "src"
+    shutil.copytree(FIXTURE_WORKSPACE, copy, ignore=shutil.ignore_patterns("node_modules"))
+    return copy
+
+
+async def test_the_recipe_is_derived_from_the_manifests_with_member_versions_masked(
+    engine: StandInEngine, tmp_path: Path
+):
+    tree = _copy_fixture(tmp_path)
+    before = await _planner(dag.host().directory(str(tree))).file("/app/recipe.json").contents()
+    # A release: every member's version bumped, a source edited.
+    for name in ("Cargo.toml", "Cargo.lock"):
+        path = tree / name
+        path.write_text(path.read_text().replace('version = "0.1.0"', 'version = "0.2.0"'))
+    main = tree / "crates/brokkr-broker/src/main.rs"
+    main.write_text(main.read_text() + "\n// edited\n")
+    bumped = await _planner(dag.host().directory(str(tree))).file("/app/recipe.json").contents()
+    assert bumped == before
+    assert "0.0.1" in before
+    assert "0.1.0" not in before
+    # A dependency in the lockfile is in the recipe.
+    lock = tree / "Cargo.lock"
+    lock.write_text(
+        lock.read_text()
+        + '\n[[package]]\nname = "serde"\nversion = "1.0.1"\n'
+        + 'source = "registry+https://github.com/rust-lang/crates.io-index"\n'
+    )
+    changed = await _planner(dag.host().directory(str(tree))).file("/app/recipe.json").contents()
+    assert changed != before
+    assert "1.0.1" in changed
+
+
+async def test_a_file_digest_is_its_content_hash_whatever_chain_made_it(engine: StandInEngine):
+    engine.container_files["/out.txt"] = "same"
+    a = dag.container().from_("alpine").with_exec(["a"]).file("/out.txt")
+    b = dag.container().from_("debian").with_exec(["b"]).file("/out.txt")
+    expected = "sha256:" + hashlib.sha256(b"same").hexdigest()
+    assert await a.digest() == await b.digest() == expected
+
+
+async def test_delays_and_rounds_cover_the_four_round_trips_only(engine: StandInEngine):
+    engine.container_files["/out.txt"] = "x"
+    engine.delays = dict.fromkeys(("sync", "stdout", "contents", "publish"), 0.05)
+    ctr = dag.container().from_("alpine").with_exec(["true"])
+    await ctr.sync()  # round 1
+    await ctr.with_exec(["echo"]).stdout()  # round 2
+    await ctr.file("/out.txt").contents()  # round 3
+    await ctr.publish("localhost:5000/x:1")  # round 4
+    # Reading the host's files is not a round-trip: not delayed, not counted.
+    await dag.host().directory(str(FIXTURE_WORKSPACE)).file("Cargo.toml").contents()
+    field, node, started, ended = engine.evaluated[-1]
+    assert field == "contents"
+    assert node.root_container() is None
+    assert ended - started < 0.05
+    assert [e[0] for e in engine.round_trips()] == ["sync", "stdout", "contents", "publish"]
+    assert engine.serial_rounds() == 4
+    # Concurrent round-trips are one round.
+    engine.evaluated.clear()
+    await asyncio.gather(*(ctr.with_exec([str(i)]).sync() for i in range(3)))
+    assert engine.serial_rounds() == 1
