@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 
+from tests.support.loopback import HttpThread
 from tests.support.registry_server import RegistryServer
 
 Version = dict[str, object]
@@ -184,15 +184,12 @@ def _handler(api: GitHubStandIn) -> type[BaseHTTPRequestHandler]:
 def github_api(registry: RegistryServer, namespace: str, token: str) -> Iterator[GitHubStandIn]:
     """Serve the stand-in on a free loopback port until the block ends."""
     api = GitHubStandIn(registry, namespace, token)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))
-    api.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    http = HttpThread(_handler(api))
+    api.url = f"http://127.0.0.1:{http.port}"
     try:
         yield api
     finally:
-        server.shutdown()
-        server.server_close()
+        http.stop()
 
 
 def storage_revisions(registry: RegistryServer, repository: str) -> set[str]:

@@ -6,12 +6,40 @@
 a ``host`` and a ``port``; ``Loopback`` turns them into the registry part of an
 address, its base URL, image addresses and references, one way for all three.
 
+``HttpThread`` is the one way the plain-HTTP test servers (the proxy, the
+rate-limited page, the GitHub API stand-in) listen: a free loopback port,
+served from a daemon thread, stopped and joined at the end.
+
 No pytest dependency.
 """
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 from ci.rules.reference import ImageReference
+
+
+class HttpThread:
+    """``handler`` served on a free loopback port from a daemon thread until ``stop``."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
 
 
 class Loopback:

@@ -30,14 +30,14 @@ import shutil
 import threading
 from dataclasses import dataclass, field
 from http.client import HTTPMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Self
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
-from tests.support.loopback import Loopback
+from tests.support.loopback import HttpThread, Loopback
 from tests.support.registry_server import RegistryServer
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
@@ -79,8 +79,7 @@ class RegistryProxy(Loopback):
     requests: list[tuple[str, str, int]] = field(default_factory=list)  # method, path, status
     issued_tokens: list[str] = field(default_factory=list, repr=False)
     _failures: list[_Failure] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    _http: HttpThread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _tokens: dict[str, str] = field(default_factory=dict, repr=False)  # token -> scope
 
@@ -110,12 +109,7 @@ class RegistryProxy(Loopback):
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._http = HttpThread(Handler)
         return self
 
     def __exit__(
@@ -124,16 +118,13 @@ class RegistryProxy(Loopback):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._http is not None:
+            self._http.stop()
 
     @property  # type: ignore[override]
     def port(self) -> int:
-        assert self._server is not None, "use RegistryProxy as a context manager"
-        return int(self._server.server_address[1])
+        assert self._http is not None, "use RegistryProxy as a context manager"
+        return self._http.port
 
     # Test controls ------------------------------------------------------------------
 
@@ -317,8 +308,7 @@ class RateLimitedPage(Loopback):
 
     host: str = "127.0.0.1"
     seen: list[tuple[str, str | None]] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    _http: HttpThread | None = None
 
     def __enter__(self) -> Self:
         page = self
@@ -341,25 +331,17 @@ class RateLimitedPage(Loopback):
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._http = HttpThread(Handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._http is not None:
+            self._http.stop()
 
     @property  # type: ignore[override]
     def port(self) -> int:
-        assert self._server is not None, "use RateLimitedPage as a context manager"
-        return int(self._server.server_address[1])
+        assert self._http is not None, "use RateLimitedPage as a context manager"
+        return self._http.port
 
 
 def _scope_of(path: str, *, write: bool = False) -> str | None:
