@@ -94,6 +94,7 @@ async def build_multi(
     cached: Mapping[str, dagger.Container] | None = None,
     cooks: dict[str, dagger.Container] | None = None,
     check: bool = True,
+    read_recipe: bool = True,
 ) -> Image:
     """Build the runtime image of `component` for every platform in `platforms`, start-checked.
 
@@ -104,7 +105,8 @@ async def build_multi(
     check on its own platform (`_build.check_starts`), all concurrently. Any
     failure is a `BrokkrError` naming the image and platform: nothing is
     returned, so nothing can be exported or pushed. `cached` and `cooks`: the
-    dependency cache's images and the cooks it may save (`compose_variants`).
+    dependency cache's images and the cooks it may save, `read_recipe` whether the
+    planner's recipe is read before building (`compose_variants`).
     With `check=False` the variants are composed, not built: the caller runs
     the start checks itself (`publish` runs them beside the SBOM reads).
     """
@@ -119,6 +121,7 @@ async def build_multi(
         source_checked=source_checked,
         cached=cached,
         cooks=cooks,
+        read_recipe=read_recipe,
     )
     names = [t.platform for t in targets]
     if check:

@@ -7,9 +7,10 @@ which reads the planner's output:
     chef_base(platform)          rust image + cargo-chef, cargo-auditable (once) + cargo caches
       ├─ planner(plan, source)   `cargo chef prepare` over the source → recipe.json
       └─ toolchain(plan)         build libraries; cross gcc + target `-dev` libs when crossing
-           └─ cacher(plan, recipe_text)
-                                 recipe.json written *by content*, `cargo chef cook … --target T`
-                └─ builder(plan, spec, source, recipe_text)
+           └─ cacher(plan, recipe)
+                                 recipe.json (by content, or the planner's file),
+                                 `cargo chef cook … --target T`
+                └─ builder(plan, spec, source, recipe)
                                  full source, clean the crate, `cargo auditable build … --target T`
     runtime(plan, spec, binary)  debian:bookworm-slim for the target platform, run as 10001:10001
 
@@ -30,15 +31,19 @@ Inputs: the planner and the builder see only what cargo reads, the workspace
 so an edit to Brokkr's docs, charts or UI never re-runs `cargo chef prepare`
 or `cargo build`.
 
-Caching: the cacher receives the recipe's text (`with_new_file`), not the
-planner's `File`: Dagger keys a copied file by the call chain that produced it
-(which includes the source), so only the content keeps a source-only edit from
-re-running the dependency build. Cargo's registry and git caches are cache
-volumes; `target/` never is. `cargo chef cook` compiles dependencies and
-deletes the artifacts of its dummy workspace libraries, and the builder cleans
-the component's own crate, so the workspace crates are always compiled (with
-whatever they embed through `include_str!`, such as the broker's SQL
-migrations) from the real source.
+Caching: `build` and `stage` give the cacher the recipe's text
+(`with_new_file`), not the planner's `File`: Dagger keys a copied file by the
+call chain that produced it (which includes the source; dagger/dagger#10992),
+so only the content keeps a source-only edit from re-running the dependency
+build in the engine. Reading it costs an engine round before the build. A
+publish that saves to the dependency cache gives the cook the planner's `File`
+instead (`recipe_file`): there the cache key, taken from the source itself,
+keeps a source-only edit from cooking again, and no round is spent. Cargo's
+registry and git caches are cache volumes; `target/` never is. `cargo chef
+cook` compiles dependencies and deletes the artifacts of its dummy workspace
+libraries, and the builder cleans the component's own crate, so the workspace
+crates are always compiled (with whatever they embed through `include_str!`,
+such as the broker's SQL migrations) from the real source.
 
 Cross-compiling: for a foreign target the planner, cacher and builder run on
 the engine's native platform with the target triple installed, the cross gcc as
@@ -194,24 +199,39 @@ def feature_args(features: Sequence[str]) -> list[str]:
     return ["--features", ",".join(features)] if features else []
 
 
-def cacher(plan: BuildPlan, recipe_text: str, features: Sequence[str] = ()) -> dagger.Container:
+def recipe_file(planner_ctr: dagger.Container) -> dagger.File:
+    """The planner's recipe as a lazy `File`: nothing runs until a cook needs it."""
+    return planner_ctr.file(f"{WORKDIR}/{RECIPE}")
+
+
+def cacher(
+    plan: BuildPlan, recipe: str | dagger.File, features: Sequence[str] = ()
+) -> dagger.Container:
     """Only the recipe, then `cargo chef cook --release [--features F] --target T`: the
-    dependency layer (with `embed-ui`, rust-embed and mime_guess are in it)."""
-    return (
-        toolchain(plan)
-        .with_new_file(f"{WORKDIR}/{RECIPE}", recipe_text)
-        .with_exec(
-            [
-                "cargo",
-                "chef",
-                "cook",
-                "--release",
-                "--recipe-path",
-                RECIPE,
-                *feature_args(features),
-                *plan.target_args,
-            ]
-        )
+    dependency layer (with `embed-ui`, rust-embed and mime_guess are in it).
+
+    `recipe` is its text (`recipe()`: the engine keys the cook on the content) or
+    the planner's `File` (`recipe_file()`: keyed on the planner's inputs, the
+    whole Rust source, but read by no one before the cook runs).
+    """
+    path = f"{WORKDIR}/{RECIPE}"
+    base = toolchain(plan)
+    base = (
+        base.with_new_file(path, recipe)
+        if isinstance(recipe, str)
+        else base.with_file(path, recipe)
+    )
+    return base.with_exec(
+        [
+            "cargo",
+            "chef",
+            "cook",
+            "--release",
+            "--recipe-path",
+            RECIPE,
+            *feature_args(features),
+            *plan.target_args,
+        ]
     )
 
 
@@ -313,7 +333,7 @@ def builder(
     plan: BuildPlan,
     spec: ComponentSpec,
     source: dagger.Directory,
-    recipe_text: str = "",
+    recipe: str | dagger.File = "",
     *,
     features: Sequence[str] = (),
     console_dist: tuple[str, dagger.Directory] | None = None,
@@ -331,9 +351,9 @@ def builder(
     `features` go to both the cook and the build; `console_dist` is the
     (workspace-relative path, directory) of the console bundle the broker embeds.
     `dependencies` is the cacher to start from (`cached_cacher` on a cache hit);
-    by default `cacher(plan, recipe_text, features)`.
+    by default `cacher(plan, recipe, features)`.
     """
-    deps = dependencies if dependencies is not None else cacher(plan, recipe_text, features)
+    deps = dependencies if dependencies is not None else cacher(plan, recipe, features)
     ctr = deps.with_directory(WORKDIR, rust_source(source))
     if console_dist is not None:
         path, bundle = console_dist

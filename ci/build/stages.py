@@ -185,13 +185,14 @@ def compose_rust(
     spec: ComponentSpec,
     plan: BuildPlan,
     stage: Stage,
-    recipe_text: str = "",
+    recipe: str | dagger.File = "",
     console: dagger.Container | None = None,
     *,
     cache_image: dagger.Container | None = None,
 ) -> dagger.Container:
-    """The container of a cacher, builder or runtime `stage` built from `recipe_text`, or
-    from the dependency-cache `cache_image` (`_rust.cached_cacher`: no cook).
+    """The container of a cacher, builder or runtime `stage` built from `recipe` (its text or
+    the planner's file, `_rust.cacher`), or from the dependency-cache `cache_image`
+    (`_rust.cached_cacher`: no cook).
 
     With the `console` stage (the broker of a source with a console), the cook
     and the build get `_rust.cargo_features` (`embed-ui`) and the builder the
@@ -199,7 +200,7 @@ def compose_rust(
     """
     features = _rust.cargo_features(spec, console=console is not None)
     deps = (
-        _rust.cacher(plan, recipe_text, features)
+        _rust.cacher(plan, recipe, features)
         if cache_image is None
         else _rust.cached_cacher(plan, cache_image)
     )
@@ -248,6 +249,7 @@ async def compose_variants(
     source_checked: bool = False,
     cached: Mapping[str, dagger.Container] | None = None,
     cooks: dict[str, dagger.Container] | None = None,
+    read_recipe: bool = True,
 ) -> list[dagger.Container]:
     """The `stage` container of `spec`'s component for each of `targets`, in order.
 
@@ -258,11 +260,15 @@ async def compose_variants(
 
     `targets=None` means the engine's own platform. The stage is checked first,
     then the source (unless `source_checked` says the caller already ran
-    `check_source` with the same `ui_path`). The only evaluation is the
-    cargo-chef planner of a Rust cacher, builder or runtime stage: once per
-    distinct build platform (one for every cross-compiled target, one per
-    platform when emulating), run concurrently; a planner stage is composed,
-    not run. The containers themselves are built when they are used.
+    `check_source` with the same `ui_path`). With `read_recipe` the only
+    evaluation is the cargo-chef planner of a Rust cacher, builder or runtime
+    stage: once per distinct build platform (one for every cross-compiled
+    target, one per platform when emulating), run concurrently, its recipe read
+    so that the engine keys the cook on its content (`ci.build.rust`,
+    "Caching"). With `read_recipe=False` (a publish that saves its cooks to the
+    dependency cache) the cook takes the planner's file and nothing is
+    evaluated. A planner stage is composed, not run. The containers themselves
+    are built when they are used.
     """
     check_stage(spec, stage)
     if not spec.rust:
@@ -298,7 +304,15 @@ async def compose_variants(
         return [_rust.planner(plan, rust_in) for plan in plans]
     cached = cached or {}
     to_cook = [plan for plan in plans if plan.target.platform not in cached]
-    recipe_texts = await recipes(to_cook, rust_in, spec.name) if to_cook else {}
+    recipe_for: dict[str, str | dagger.File]
+    if not to_cook:
+        recipe_for = {}
+    elif read_recipe:
+        recipe_for = dict(await recipes(to_cook, rust_in, spec.name))
+    else:
+        recipe_for = {
+            plan.build_platform: _rust.recipe_file(_rust.planner(plan, rust_in)) for plan in to_cook
+        }
     features = _rust.cargo_features(spec, console=console is not None)
     out = []
     for plan in plans:
@@ -306,10 +320,10 @@ async def compose_variants(
         if image is not None:
             out.append(compose_rust(rust_in, spec, plan, stage, console=console, cache_image=image))
             continue
-        text = recipe_texts[plan.build_platform]
+        recipe = recipe_for[plan.build_platform]
         if cooks is not None:
-            cooks[plan.target.platform] = _rust.cacher(plan, text, features)
-        out.append(compose_rust(rust_in, spec, plan, stage, text, console))
+            cooks[plan.target.platform] = _rust.cacher(plan, recipe, features)
+        out.append(compose_rust(rust_in, spec, plan, stage, recipe, console))
     return out
 
 

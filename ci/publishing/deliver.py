@@ -5,8 +5,9 @@ The components' chains run in parallel; one error once all have finished.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
+import anyio
 import dagger
 
 from ci.access import RegistryAccess
@@ -33,15 +34,21 @@ async def deliver(
     *,
     pending: Sequence[_sbom.Pending] | None = None,
     signing_key: _signing.SigningKey | None = None,
+    after_release: Callable[[], Awaitable[None]] | None = None,
 ) -> list[str]:
     """Push, read back, attach the SBOMs of and sign every target: one chain per target.
 
     Components go in parallel, each as one chain: its immutable tag is pushed
     first and its other tags after it (GHCR has lost tags under parallel
-    pushes of a new image); then its tags are read back; then its `pending`
-    SBOMs are attached (None: they are not); then, with `signing_key`, it is
-    signed. One component's attaches and signatures overlap another's pushes.
-    A chain that fails stops there and does not stop the others.
+    pushes of a new image), while the immutable tag is read back; then the
+    other tags are read back; then its `pending` SBOMs are attached (None:
+    they are not); then, with `signing_key`, it is signed. One component's
+    attaches and signatures overlap another's pushes. A chain that fails
+    stops there and does not stop the others.
+
+    `after_release` (publish's dependency-cache save, which never raises) runs
+    once every target's immutable tag is pushed and read back, beside the
+    moving tags' pushes; it does not run when one of them failed.
 
     Once every chain has finished: a push that failed for good (or a read-back
     that could not finish) is a `BrokkrError` listing every address that was
@@ -56,6 +63,24 @@ async def deliver(
     problems: list[str] = []
     sbom_failures: list[str] = []
     signing_failures: list[str] = []
+    released = anyio.Event()
+    immutable_left = len(targets)
+    release_failed = False
+
+    def immutable_done(ok: bool) -> None:
+        nonlocal immutable_left, release_failed
+        release_failed = release_failed or not ok
+        immutable_left -= 1
+        if immutable_left == 0:
+            released.set()
+
+    if not targets:
+        released.set()
+
+    async def when_released() -> None:
+        await released.wait()
+        if after_release is not None and not release_failed:
+            await after_release()
 
     async def chain(target: Target) -> None:
         primary, *others = variants[target.spec.name]
@@ -71,13 +96,28 @@ async def deliver(
             )
             target.pushed.append(t.name)
 
+        immutable_verified: list[str] | None = None
+        reported = False
+
+        async def verify_immutable() -> None:
+            nonlocal immutable_verified, reported
+            immutable_verified = await verify(request.platform_names, target, refs, client, [first])
+            reported = True
+            immutable_done(not immutable_verified)
+
         try:
             await tag(first)
-            await run_all([lambda t=t: tag(t) for t in rest])
-            read_back = await verify(request.platform_names, target, refs, client)
+            await run_all([verify_immutable, *(lambda t=t: tag(t) for t in rest)])
+            read_back = [
+                *(immutable_verified or []),
+                *await verify(request.platform_names, target, refs, client, rest),
+            ]
         except BrokkrError as e:
             push_errors.append(str(e))
             return
+        finally:
+            if not reported:  # the immutable tag was not pushed and read back
+                immutable_done(False)
         if read_back:
             problems.extend(read_back)
             return
@@ -99,7 +139,7 @@ async def deliver(
                 )
             )
 
-    await run_all([lambda t=t: chain(t) for t in targets])
+    await run_all([*(lambda t=t: chain(t) for t in targets), when_released])
 
     sbom_failures.sort()
     written = written_after_push(

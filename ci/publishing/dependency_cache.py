@@ -5,10 +5,11 @@ publish needs (one per Rust component and platform; components with the same
 features share one), looks every key up in the cache repository with the
 publish's registry client (its credentials, anonymous without them), and pulls
 each hit by digest (`CachePlan.images`). Every other cook runs as without a
-cache. `save`, after the release images are pushed and verified, pushes a
-cache image for every cook that ran, when the publish may write there (the
-`can_write` rule of SBOMs and signatures: with --username/--password, or on a
-loopback registry). Nothing here fails a publish: a lookup or a push that
+cache. `save`, once every release image is pushed under its immutable tag and
+read back (beside the moving tags' pushes, `deliver`'s `after_release`),
+pushes a cache image for every cook that ran, when the publish may write there
+(the `can_write` rule of SBOMs and signatures: with --username/--password, or
+on a loopback registry). Nothing here fails a publish: a lookup or a push that
 fails is a note (`# dependency cache …`).
 """
 
@@ -57,6 +58,8 @@ class CachePlan:
     """What `prepare` found: cache images to start from, cooks to save, notes."""
 
     repository: ImageReference | None
+    writable: bool = False
+    """Whether the publish may save new cooks there (`publish.can_write`)."""
     recipe: _deps.SourceRecipe | None = None
     images: dict[Component, dict[str, dagger.Container]] = field(default_factory=dict)
     """Component -> target platform -> the cache image (pulled by digest) to start from."""
@@ -69,6 +72,13 @@ class CachePlan:
     def note(self, text: str) -> None:
         self.notes.append(f"{NOTE}: {text}")
 
+    @property
+    def saves(self) -> bool:
+        """Whether the cooks that run are saved: the cache key, not the engine's own cache,
+        then keeps a source-only edit from cooking again, so the build need not read the
+        planner's recipe first (`compose_variants(read_recipe=False)`)."""
+        return self.repository is not None and self.writable
+
 
 async def prepare(
     repository: ImageReference | None,
@@ -78,12 +88,16 @@ async def prepare(
     client: RegistryClient,
     *,
     emulate: bool,
+    writable: bool,
     username: str,
     password: dagger.Secret | None,
     registry_service: dagger.Service | None = None,
 ) -> CachePlan:
-    """Key every cook of `components` x `platforms` and look each key up (see the module)."""
-    cache = CachePlan(repository)
+    """Key every cook of `components` x `platforms` and look each key up (see the module).
+
+    `writable`: whether `save` may push the cooks that run (see `CachePlan.saves`).
+    """
+    cache = CachePlan(repository, writable=writable)
     rust = [c for c in components if component_spec(c).rust]
     if repository is None or not rust:
         return cache
@@ -146,7 +160,6 @@ async def prepare(
 async def save(
     cache: CachePlan,
     *,
-    writable: bool,
     username: str,
     password: dagger.Secret | None,
     registry_service: dagger.Service | None = None,
@@ -154,7 +167,7 @@ async def save(
     """Push a cache image for every cook that ran; a failure is a note, never an error."""
     if cache.repository is None or not cache.cooks or cache.recipe is None:
         return
-    if not writable:
+    if not cache.writable:
         cache.note(
             f"read-only: {len(cache.cooks)} new cook(s) not saved to {cache.repository.name} "
             "(saving needs --username/--password, except on a loopback registry)"

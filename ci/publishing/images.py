@@ -63,9 +63,12 @@ async def compose(
     source: dagger.Directory,
     cache: _cache.CachePlan | None = None,
 ) -> tuple[dict[Component, _image.Image], dict[Component, str | None]]:
-    """Compose every component's multi-platform image (runs the cargo-chef planners of
-    the cooks the dependency `cache` does not serve), and the console marker the
+    """Compose every component's multi-platform image, and the console marker the
     broker's start check looks for in its binary (None without a console).
+
+    The cooks the dependency `cache` does not serve take the planner's recipe: as
+    a lazy file when the cache saves them (nothing runs here), else read first
+    (the cargo-chef planners run here; `compose_variants`).
 
     The sources were checked by `check_sources` already.
     """
@@ -83,6 +86,8 @@ async def compose(
             cached=cache.images.get(component) if cache is not None else None,
             cooks=cache.cookers.setdefault(component, {}) if cache is not None else None,
             check=False,  # `build` runs the checks, beside the SBOM reads
+            # Cooks the cache saves need no recipe read first: no round before the build.
+            read_recipe=cache is None or not cache.saves,
         )
         spec = component_spec(component)
         markers[component] = await console_marker(source, spec) if spec.rust else None

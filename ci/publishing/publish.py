@@ -18,7 +18,7 @@ The order is the contract (SPEC "Publish"):
 5. each component is pushed as one multi-platform manifest under its
    immutable tag, then under its other tags;
 6. its tags are read back and must resolve to the pushed index digest with
-   every requested platform;
+   every requested platform (the immutable tag while the others are pushed);
 7. its SBOMs are attached to its pushed platform manifests as OCI referrers
    (`_referrers`) when the module's client may write there (`can_write`:
    with credentials, or anonymously on a loopback registry); otherwise the
@@ -35,13 +35,18 @@ component's read-back, SBOM attaches and signing, each run under one registry
 deadline (`RegistryClient.operation`). The output (`render`) reports steps 6
 to 8: text lines, or one JSON array. A failure in step 7 does not stop step
 8; once every chain has finished, failures in either are one error
-(`after_push_failure`) naming what was pushed, attached and signed. Then the
-cooks that ran are saved to the dependency cache (a failure is a note).
+(`after_push_failure`) naming what was pushed, attached and signed. Once
+every component's immutable tag is pushed and read back, the cooks that ran
+are saved to the dependency cache, beside the moving tags' pushes (a failure
+is a note; nothing is saved when an immutable tag failed).
 
-Engine rounds (benchmarks/publish_overlap.py): with the dependency cache
-warm, a release waits for three: step 4, the immutable pushes, the moving
-tags. A cold cache adds the planner's recipe read before step 4 and the
-cache pushes after step 8.
+Engine rounds (benchmarks/publish_overlap.py): a release waits for three,
+cold or warm dependency cache alike: step 4 (the cooks that the cache saves
+take the planner's recipe as a file, so nothing is read before it), the
+immutable pushes, then the moving tags beside the cache pushes. Without a
+cache that saves (--no-dependency-cache, or read-only) the planner's recipe
+is read first, so that the engine keys its own cook on the recipe's content:
+one round more when something cooks.
 
 The steps live in one module each: `request` (the checked inputs), `plan`
 (step 2), `dependency_cache` (step 3), `images` (step 4), `deliver` (steps 5
@@ -66,7 +71,7 @@ from ci.publishing.report import dry_run_report, dry_run_signing, no_ui_lines, r
 from ci.publishing.request import OutputFormat, PublishRequest
 from ci.registry.client import Credentials
 from ci.rules.namespace import Namespace
-from ci.rules.reference import is_loopback_host, parse_repository
+from ci.rules.reference import is_loopback_host
 from ci.supply_chain import signing as _signing
 
 READ_LOGIN_HINT = (
@@ -127,13 +132,15 @@ async def publish(
                 )
             return "\n".join([*lines, *no_ui_lines(request.no_ui)])
         refuse_overwrites(request, targets)
+        writable = can_write(request.registry, credentials)
         cache = await _cache.prepare(
-            parse_repository(request.dependency_cache) if request.dependency_cache else None,
+            request.dependency_cache,
             source,
             request.components,
             request.platform_names,
             client,
             emulate=request.emulate,
+            writable=writable,
             username=access.username,
             password=access.password,
             registry_service=access.service,
@@ -142,8 +149,19 @@ async def publish(
         # SBOMs are read from each variant once it is built, and before the first push
         # (a failure pushes nothing); each component's are attached after its read-back
         # where the module's client may write; elsewhere publish says they were not.
-        sboms = can_write(request.registry, credentials)
+        sboms = writable
         variants, pending = await build(request, targets, images, markers=markers, read_sboms=sboms)
+
+        async def save_cache() -> None:
+            # Once every immutable tag is pushed and read back, beside the moving tags:
+            # a failure here is a note.
+            await _cache.save(
+                cache,
+                username=access.username,
+                password=access.password,
+                registry_service=access.service,
+            )
+
         refs = await deliver(
             request,
             targets,
@@ -152,14 +170,7 @@ async def publish(
             access,
             pending=pending,
             signing_key=signing_key,
-        )
-        # Only now, with every image pushed and verified: a failure here is a note.
-        await _cache.save(
-            cache,
-            writable=can_write(request.registry, credentials),
-            username=access.username,
-            password=access.password,
-            registry_service=access.service,
+            after_release=save_cache,
         )
         text = render(
             request.output,

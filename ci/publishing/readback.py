@@ -22,10 +22,17 @@ READ_BACK_DELAY = 0.5
 
 
 async def verify(
-    platforms: Sequence[str], target: Target, refs: dict[str, str], client: RegistryClient
+    platforms: Sequence[str],
+    target: Target,
+    refs: dict[str, str],
+    client: RegistryClient,
+    tags: Sequence[Tag] | None = None,
 ) -> list[str]:
-    """Read every tag of `target` back: all must name the pushed index with every platform."""
-    digests = {refs[target.address(t.name)].rsplit("@", 1)[1] for t in target.tags}
+    """Read `tags` of `target` back (default: all of them): each must name the pushed index
+    with every platform. Every tag of `target` pushed so far (in `refs`) must have been
+    pushed as the same image."""
+    pushed = [a for t in target.tags if (a := target.address(t.name)) in refs]
+    digests = {refs[a].rsplit("@", 1)[1] for a in pushed}
     if len(digests) != 1:
         return [f"{target.repository.name}: the tags were pushed as different images"]
     (expected,) = digests
@@ -44,7 +51,7 @@ async def verify(
 
     # One deadline for reading back all of this target's tags (the client's Limits.deadline).
     with client.operation(target.repository.registry, f"reading back {target.repository.name}"):
-        await run_all([lambda t=t: one(t) for t in target.tags])
+        await run_all([lambda t=t: one(t) for t in (target.tags if tags is None else tags)])
     return sorted(problems)
 
 

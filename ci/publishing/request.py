@@ -63,7 +63,7 @@ class PublishRequest:
     """Give a branch push its `<branch>-sha-<7 hex>` tag (the seed's policy)."""
     no_ui: str | None = None
     """Why there is no UI image, when the source's default left it out (`with_components`)."""
-    dependency_cache: str | None = None
+    dependency_cache: ImageReference | None = None
     """The dependency cache's repository (None: no cache)."""
 
     @property
@@ -122,9 +122,7 @@ class PublishRequest:
             raise BrokkrError(msg)
         cache = None
         if not no_dependency_cache:
-            cache = validate_cache_repository(
-                dependency_cache or f"{registry}/{CACHE_REPOSITORY}"
-            ).name
+            cache = validate_cache_repository(dependency_cache or f"{registry}/{CACHE_REPOSITORY}")
         return cls(
             ref=ref,
             sha=sha,
