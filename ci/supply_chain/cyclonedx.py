@@ -361,6 +361,10 @@ def document(subject: Subject, syft_doc: Mapping[str, Any]) -> dict[str, Any]:
         "components": cleaned,
         "dependencies": dependencies,
     }
+    return _with_serial(body)
+
+
+def _with_serial(body: Mapping[str, Any]) -> dict[str, Any]:
     # The serial number is a function of the content: the same image, the same SBOM.
     serial = uuid.uuid5(_SBOM_NAMESPACE, json.dumps(body, sort_keys=True))
     return {
@@ -373,9 +377,25 @@ def document(subject: Subject, syft_doc: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_HEADER = ("$schema", "bomFormat", "specVersion", "serialNumber", "version")
+
+
+def with_subject(doc: Mapping[str, Any], subject: Subject) -> dict[str, Any]:
+    """`doc` (a `document`) about `subject` instead: its image component and serial number
+    change, nothing else (what `document(subject, …)` of the same scan returns)."""
+    body = {k: v for k, v in doc.items() if k not in _HEADER}
+    body["metadata"] = {**doc["metadata"], "component": image_component(subject)}
+    return _with_serial(body)
+
+
 def render(doc: Mapping[str, Any]) -> str:
-    """The document as JSON text (stable key order, trailing newline)."""
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    """The document as compact JSON text (stable key order, trailing newline).
+
+    Compact: the C encoder writes it (an indented dump takes Python's own,
+    several times slower on an SBOM of a thousand components) and it is smaller
+    in the registry; `jq .` shows it indented.
+    """
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 # -- coverage --------------------------------------------------------------------------

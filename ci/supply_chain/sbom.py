@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dagger
 from dagger import dag
@@ -59,6 +60,7 @@ from ci.supply_chain.cyclonedx import (
     build_document,
     render,
     syft_arguments,
+    with_subject,
 )
 
 SYFT_HOME = "/opt/syft"
@@ -209,6 +211,9 @@ class Pending:
     job: PublishJob
     target: PlatformSpec
     contents: ImageContents
+    document: dict[str, Any]
+    """The checked document, about the image before its digest is known
+    (`attach_for_publish` names the pushed manifest in it: `with_subject`)."""
 
 
 async def read_pending(job: PublishJob, native: str) -> Pending:
@@ -222,10 +227,12 @@ async def read_pending(job: PublishJob, native: str) -> Pending:
     try:
         contents = await read_contents(job.image, job.spec, native)
         # The checks now (the digest is not known yet): a bad scan pushes nothing.
-        build_document(job.spec, Subject(job.repository.name, target), contents)
+        document = build_document(
+            job.spec, Subject(job.repository.name, target, version=job.version), contents
+        )
     except BrokkrError as e:
         raise BrokkrError(f"{job.spec.name} for {job.platform.platform}: {e}") from None
-    return Pending(job, target, contents)
+    return Pending(job, target, contents, document)
 
 
 @dataclass(frozen=True)
@@ -273,7 +280,7 @@ async def attach_for_publish(
             return
         subject = Subject(name, item.target, version=job.version, digest=digest)
         try:
-            text = render(build_document(job.spec, subject, item.contents))
+            text = render(with_subject(item.document, subject))
             referrer = await _referrers.attach(
                 client,
                 job.repository,

@@ -332,6 +332,19 @@ def test_the_same_image_gives_the_same_sbom(tmp_path: Path):
     assert order == sorted(order)
 
 
+def test_naming_the_pushed_manifest_gives_the_sbom_scanned_with_its_digest():
+    # publish checks the document before the push and names the pushed manifest in it
+    # afterwards: the result is what a scan made with the digest known gives.
+    output = agent_output()
+    before = make(AGENT, output, version="1.2.3")
+    subject = _cyclonedx.Subject("ghcr.io/colliery-io/brokkr-agent", AMD64, "1.2.3", DIGEST)
+    named = _cyclonedx.with_subject(before, subject)
+    assert named == make(AGENT, output, version="1.2.3", digest=DIGEST)
+    assert named["serialNumber"] != before["serialNumber"]
+    assert "purl" not in before["metadata"]["component"]
+    validate(_cyclonedx.render(named))
+
+
 # -- coverage: an SBOM fails rather than shrinks -------------------------------------
 
 
