@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import graphql
 import pytest
 from dagger.mod._exceptions import FunctionError
 
@@ -203,3 +204,79 @@ async def test_list_tags_hides_the_cache_tags_unless_asked(
     shown = await brokkr.call("list_tags", repository=cache, cache_tags=True)
     assert len(shown) == 3
     assert all(_key.is_cache_tag(t) for t in shown if t != "1.0.0")
+
+
+def reads_recipe(engine: StandInEngine) -> bool:
+    """Whether the module read a planner's recipe.json out of the engine."""
+    return any(
+        field == "contents" and n.args["args"][:3] == ["cargo", "chef", "prepare"]
+        for field, node, *_ in engine.evaluated
+        for n in node.graph()
+        if n.field == "withExec"
+    )
+
+
+def recipe_inputs(engine: StandInEngine) -> set[str]:
+    """How every cook got its recipe.json: `withNewFile` (its text) or `withFile`."""
+    return {
+        n.field
+        for p in engine.pushes
+        for variant in [p.container, *p.variants]
+        for n in variant.graph()
+        if n.field in ("withNewFile", "withFile") and n.args["path"] == "/app/recipe.json"
+    }
+
+
+async def test_a_cold_publish_waits_for_three_engine_rounds(
+    brokkr: ModuleCaller, publishing: StandInEngine, namespace: str
+):
+    # Long enough that a busy machine cannot start a round-trip of one round after
+    # another of the same round ended.
+    publishing.delays = dict.fromkeys(("sync", "stdout", "contents", "publish"), 2.5)
+    text = await brokkr.call(
+        "publish", ref="refs/tags/v0.4.0", sha=SHA, registry=namespace, component="AGENT"
+    )
+    assert len([n for n in notes(text) if " saved " in n]) == 2
+    # Nothing is read before the build: the cooks take the planner's file.
+    assert not reads_recipe(publishing)
+    assert recipe_inputs(publishing) == {"withFile"}
+    # Build + checks + SBOM reads, the immutable push, then the moving tags beside the
+    # cache pushes.
+    assert publishing.serial_rounds() == 3
+    pushes = [
+        (is_cache_image(node), started, ended)
+        for field, node, started, ended in publishing.evaluated
+        if field == "publish"
+    ]
+    first_image_push_ended = min(e for cache, _, e in pushes if not cache)
+    last_image_push_ended = max(e for cache, _, e in pushes if not cache)
+    cache_started = [s for cache, s, _ in pushes if cache]
+    assert len(cache_started) == 2
+    assert min(cache_started) >= first_image_push_ended  # after the immutable tag
+    assert max(cache_started) < last_image_push_ended  # beside the moving tags
+
+
+async def test_without_a_cache_that_saves_the_recipe_is_read_so_the_engine_keys_on_it(
+    brokkr: ModuleCaller, publishing: StandInEngine, namespace: str
+):
+    await publish(brokkr, namespace, 1, component="BROKER", no_dependency_cache=True)
+    assert reads_recipe(publishing)
+    assert recipe_inputs(publishing) == {"withNewFile"}
+
+
+async def test_nothing_is_saved_when_an_immutable_push_failed(
+    brokkr: ModuleCaller, publishing: StandInEngine, namespace: str
+):
+    from tests.support import standin as _standin
+
+    def agent_down(engine: StandInEngine, node: Node | None, args: dict[str, object]) -> str:
+        if "/brokkr-agent:" in str(args["address"]):
+            raise graphql.GraphQLError("failed to push: 502 Bad Gateway")
+        return _standin.BUILTIN[("Container", "publish")](engine, node, args)
+
+    publishing.on("Container", "publish", agent_down)
+    with pytest.raises(FunctionError, match="brokkr-agent:pr-1 failed"):
+        await publish(brokkr, namespace, 1, components=["BROKER", "AGENT"])
+    # The broker was pushed, but the release is not: its cooks are not saved either.
+    assert [p.address for p in image_pushes(publishing)] == [f"{namespace}/brokkr-broker:pr-1"]
+    assert cache_pushes(publishing) == {}
