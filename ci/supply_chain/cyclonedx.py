@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -265,13 +266,15 @@ def parse_syft(text: str) -> dict[str, Any]:
     return document
 
 
+_LOCATION_PATH = re.compile(r"syft:location:\d+:path")
+
+
 def _location_paths(component: Mapping[str, Any]) -> list[str]:
     """The `syft:location:N:path` properties: where syft found the component."""
     return [
         str(p.get("value"))
         for p in component.get("properties", [])
-        if isinstance(p, Mapping)
-        and re.fullmatch(r"syft:location:\d+:path", str(p.get("name", "")))
+        if isinstance(p, Mapping) and _LOCATION_PATH.fullmatch(str(p.get("name", "")))
     ]
 
 
@@ -283,12 +286,20 @@ def _natural_ref(component: Mapping[str, Any]) -> str:
     )
 
 
-def _sort_key(component: Mapping[str, Any]) -> tuple[str, ...]:
-    return (
-        str(component.get("type", "")),
-        _natural_ref(component),
-        json.dumps(component, sort_keys=True),
-    )
+def _sort_key(component: Mapping[str, Any]) -> tuple[str, str]:
+    return (str(component.get("type", "")), _natural_ref(component))
+
+
+def _sorted_components(components: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """By type and natural reference, then, among equals, by their whole JSON: the order
+    does not depend on syft's (the JSON is dumped only where it decides)."""
+    out: list[Mapping[str, Any]] = []
+    for _, same in groupby(sorted(components, key=_sort_key), key=_sort_key):
+        group = list(same)
+        if len(group) > 1:
+            group.sort(key=lambda c: json.dumps(c, sort_keys=True))
+        out.extend(group)
+    return out
 
 
 def _clean_component(component: Mapping[str, Any], ref: str) -> dict[str, Any]:
@@ -326,7 +337,7 @@ def _tools(syft_doc: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def document(subject: Subject, syft_doc: Mapping[str, Any]) -> dict[str, Any]:
     """The published CycloneDX 1.5 document made of syft's `syft_doc` (see the module doc)."""
-    components = sorted(syft_doc.get("components", []), key=_sort_key)
+    components = _sorted_components(syft_doc.get("components", []))
     refs: dict[str, str] = {}
     used: set[str] = set()
     cleaned = []
