@@ -80,11 +80,13 @@ async def push_cache_image(
     members: frozenset[str],
     address: str,
     *,
+    created: str,
     username: str,
     password: dagger.Secret | None,
     registry_service: dagger.Service | None = None,
 ) -> str:
-    """Push the cache image of `cooked` to `address`; return `address@sha256:…`."""
-    image = _rust.cache_image(plan, cooked, key, members)
+    """Push the cache image of `cooked` to `address`, labelled `created` (the publish's
+    commit time, `_rust.cache_image`); return `address@sha256:…`."""
+    image = _rust.cache_image(plan, cooked, key, members, created=created)
     image = _push.with_auth(image, parse_reference(address), username=username, password=password)
     return await _push.push(image, [], address, registry_service=registry_service)

@@ -22,8 +22,9 @@ crates/brokkr-web/dist.
 The dependency cache (docs/dependency-cache.md) replaces the cacher on a hit:
 `cached_cacher(plan, image)` is the toolchain with the cooked `target/` and
 cargo's registry copied out of a cache image (pulled by digest), no cook run;
-`cache_image(plan, cooked, key, members)` is what a cook leaves for the next
-engine, without the workspace's own crates.
+`cache_image(plan, cooked, key, members, created=…)` is what a cook leaves for
+the next engine, without the workspace's own crates, dated by the publish's
+commit time.
 
 Inputs: the planner and the builder see only what cargo reads, the workspace
 `SOURCE_INCLUDE` (`Cargo.toml`, `Cargo.lock`, `crates/`, and `.cargo/` and
@@ -305,14 +306,21 @@ def member_artifacts(members: Iterable[str]) -> list[str]:
 
 
 def cache_image(
-    plan: BuildPlan, cooked: dagger.Container, key: str, members: Iterable[str]
+    plan: BuildPlan,
+    cooked: dagger.Container,
+    key: str,
+    members: Iterable[str],
+    *,
+    created: str,
 ) -> dagger.Container:
     """The dependency-cache image of `cooked` (a cacher that ran the cook) for `key`.
 
     An image for the build platform holding `/brokkr-deps/target` (the cooked
     `target/` without the workspace crates' artifacts, `member_artifacts`) and
     `/brokkr-deps/registry` (the crate sources cargo downloaded), labelled with
-    the key, content and build platform that `lookup` checks.
+    the key, content and build platform that `lookup` checks, and with `created`
+    (the publish's commit time) as `org.opencontainers.image.created`, which
+    `prune --dependency-cache` orders keys by.
     """
     saved = cooked.with_exec(SAVE_REGISTRY)
     ctr = (
@@ -324,7 +332,7 @@ def cache_image(
         )
         .with_directory(f"{CACHE_ROOT}/registry", saved.directory(f"{CACHE_ROOT}/registry"))
     )
-    for name, value in _key.cache_labels(key, plan.build_platform).items():
+    for name, value in _key.cache_labels(key, plan.build_platform, created).items():
         ctr = ctr.with_label(name, value)
     return ctr
 

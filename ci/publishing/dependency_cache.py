@@ -160,11 +160,15 @@ async def prepare(
 async def save(
     cache: CachePlan,
     *,
+    created: str,
     username: str,
     password: dagger.Secret | None,
     registry_service: dagger.Service | None = None,
 ) -> None:
-    """Push a cache image for every cook that ran; a failure is a note, never an error."""
+    """Push a cache image for every cook that ran; a failure is a note, never an error.
+
+    `created` (the publish's `--created`) becomes each image's created label.
+    """
     if cache.repository is None or not cache.cooks or cache.recipe is None:
         return
     if not cache.writable:
@@ -188,6 +192,7 @@ async def save(
                 cook.key,
                 recipe.members,
                 address,
+                created=created,
                 username=username,
                 password=password,
                 registry_service=registry_service,

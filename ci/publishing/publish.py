@@ -157,6 +157,7 @@ async def publish(
             # a failure here is a note.
             await _cache.save(
                 cache,
+                created=request.created,
                 username=access.username,
                 password=access.password,
                 registry_service=access.service,

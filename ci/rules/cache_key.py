@@ -50,8 +50,13 @@ CONTENT = "brokkr-deps/v1: target, cargo-registry"
 KEY_LABEL = "io.brokkr.dependency-cache.key"
 CONTENT_LABEL = "io.brokkr.dependency-cache.content"
 PLATFORM_LABEL = "io.brokkr.dependency-cache.build-platform"
+CREATED_LABEL = "org.opencontainers.image.created"
+"""When the cache image was saved: the publish's `--created` (the commit time).
+`prune --dependency-cache --keep K` orders keys by it; it is no part of the key."""
 
-_CACHE_TAG = re.compile(r"deps-linux-[a-z0-9]+(?:-[a-z0-9]+)?-[0-9a-f]{64}")
+_CACHE_TAG = re.compile(
+    r"deps-(?P<os>linux)-(?P<arch>[a-z0-9]+)(?:-(?P<variant>[a-z0-9]+))?-(?P<key>[0-9a-f]{64})"
+)
 
 # Files whose content goes into the recipe digest; of all other files only the path counts.
 _RECIPE_FILES = re.compile(r"(?:^|.*/)(?:Cargo\.toml|Cargo\.lock|build\.rs)$")
@@ -206,9 +211,19 @@ def cache_tag(target_platform: str, key: str) -> str:
     return f"{TAG_PREFIX}{target_platform.replace('/', '-')}-{key}"
 
 
+def parse_cache_tag(tag: str) -> tuple[str, str] | None:
+    """`deps-<os>-<arch>[-<variant>]-<key>` → (target platform, key), e.g.
+    (`linux/arm/v7`, `<64 hex>`): the inverse of `cache_tag`; None for any other tag."""
+    match = _CACHE_TAG.fullmatch(tag)
+    if match is None:
+        return None
+    platform = "/".join(p for p in (match["os"], match["arch"], match["variant"]) if p)
+    return platform, match["key"]
+
+
 def is_cache_tag(tag: str) -> bool:
     """Whether `tag` is a dependency-cache tag (`list-tags` hides them by default)."""
-    return _CACHE_TAG.fullmatch(tag) is not None
+    return parse_cache_tag(tag) is not None
 
 
 def image_tags(tags: Sequence[str], *, show_cache: bool) -> list[str]:
@@ -216,6 +231,11 @@ def image_tags(tags: Sequence[str], *, show_cache: bool) -> list[str]:
     return list(tags) if show_cache else [t for t in tags if not is_cache_tag(t)]
 
 
-def cache_labels(key: str, build_platform: str) -> dict[str, str]:
-    """The labels a cache image carries: its key, content and build platform."""
-    return {KEY_LABEL: key, CONTENT_LABEL: CONTENT, PLATFORM_LABEL: build_platform}
+def cache_labels(key: str, build_platform: str, created: str | None = None) -> dict[str, str]:
+    """The labels a cache image carries: its key, content and build platform (what a
+    lookup checks, called without `created`), and with `created` the time it was saved
+    (`CREATED_LABEL`, the publish's `--created`: the 1970 default says no age)."""
+    labels = {KEY_LABEL: key, CONTENT_LABEL: CONTENT, PLATFORM_LABEL: build_platform}
+    if created is not None:
+        labels[CREATED_LABEL] = created
+    return labels

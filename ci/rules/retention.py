@@ -20,9 +20,10 @@ Removal order is the reverse of reachability (signatures and referrers, then
 platform manifests, then the tagged manifest), so a run that stops half-way
 leaves the tag in place and a second run finishes the job.
 
-Also here: which tags are a branch's per-commit tags, which are dependency-cache
-tags (issue 18's `deps-<platform>-<key>` in `brokkr-build-cache`), and which
-of them a `--keep K` keeps (`keep_newest`).
+Also here: which tags are a branch's per-commit tags, the key of a
+dependency-cache tag (issue 18's `deps-<platform>-<key>` in
+`brokkr-build-cache`, parsed by `ci.rules.cache_key`), and which of them a
+`--keep K` keeps (`keep_newest`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ci.errors import BrokkrError
+from ci.rules.cache_key import CACHE_REPOSITORY, parse_cache_tag
 
 __all__ = [
     "CACHE_REPOSITORY",
@@ -50,13 +52,9 @@ __all__ = [
     "subject_of_tag",
 ]
 
-CACHE_REPOSITORY = "brokkr-build-cache"
-"""The dependency cache's repository next to the images (issue 18)."""
-
 _SUPPLY_CHAIN_TAG = re.compile(
     r"(?P<alg>sha256|sha512)-(?P<hex>[0-9a-f]{64}|[0-9a-f]{128})(?:\..+)?"
 )
-_CACHE_TAG = re.compile(r"deps-(?P<platform>[a-z0-9]+(?:-[a-z0-9]+){1,2})-(?P<key>[0-9a-f]{64})")
 _SHA_SUFFIX = re.compile(r"-sha-[0-9a-f]{7}")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -88,9 +86,10 @@ def branch_sha_tags(tags: Iterable[str], branch_tag: str) -> list[str]:
 
 
 def cache_key_of(tag: str) -> str | None:
-    """The key of a dependency-cache tag `deps-<os>-<arch>[-<variant>]-<64 hex>`, else None."""
-    match = _CACHE_TAG.fullmatch(tag)
-    return match["key"] if match else None
+    """The key of a dependency-cache tag `deps-<os>-<arch>[-<variant>]-<64 hex>`, else None
+    (`cache_key.parse_cache_tag`, the one parser of those tags)."""
+    parsed = parse_cache_tag(tag)
+    return parsed[1] if parsed else None
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,28 @@ async def test_a_cache_image_never_holds_the_workspace_crates(
 
 
 @pytest.mark.parametrize(
+    ("created", "label"),
+    [("2026-03-01T09:00:00+02:00", "2026-03-01T09:00:00+02:00"), ("", "1970-01-01T00:00:00Z")],
+)
+async def test_a_cache_image_is_dated_by_the_publish_created(
+    brokkr: ModuleCaller, publishing: StandInEngine, namespace: str, created: str, label: str
+):
+    # The commit time orders keys for `prune --dependency-cache`; without --created the
+    # 1970 default says no age (prune keeps such a key).
+    await publish(brokkr, namespace, 1, component="AGENT", created=created)
+    first = cache_pushes(publishing)
+    assert len(first) == 2
+    for image in first.values():
+        labels = {n.args["name"]: n.args["value"] for n in image.calls("withLabel")}
+        assert labels[_key.CREATED_LABEL] == label
+    publishing.reset_recordings()
+    # A later commit with the same dependencies finds those keys: no new cache image.
+    text = await publish(brokkr, namespace, 2, component="AGENT", created="2026-04-01T00:00:00Z")
+    assert len([n for n in notes(text) if ": hit deps-linux-" in n]) == 2
+    assert cache_pushes(publishing) == {}
+
+
+@pytest.mark.parametrize(
     ("what", "image", "said"),
     [
         ("another platform", {"platforms": ["linux/arm64"]}, "was cooked on linux/arm64"),

@@ -134,6 +134,43 @@ def test_cache_tags_are_told_apart_from_image_tags():
     assert ck.image_tags(tags, show_cache=True) == tags
 
 
+@pytest.mark.parametrize("platform", ["linux/amd64", "linux/arm64", "linux/arm/v7"])
+def test_a_cache_tag_parses_back_to_its_platform_and_key(platform):
+    key = "0f" * 32
+    assert ck.parse_cache_tag(ck.cache_tag(platform, key)) == (platform, key)
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "deps-main",
+        f"deps-{'ab' * 32}",
+        f"deps-linux-amd64-{'ab' * 31}a",  # 63 hex
+        f"deps-linux-amd64-{'AB' * 32}",
+        f"deps-linux-amd64-{'ab' * 32}.sig",
+        f"deps-windows-amd64-{'ab' * 32}",
+        f"deps-linux-arm-v7-x-{'ab' * 32}",
+        f"linux-amd64-{'ab' * 32}",
+        "sha256-" + "ab" * 32,
+    ],
+)
+def test_other_tags_are_no_cache_tags(tag):
+    assert ck.parse_cache_tag(tag) is None
+    assert not ck.is_cache_tag(tag)
+
+
+def test_the_created_label_dates_a_cache_image_and_is_no_part_of_its_key():
+    recipe = "sha256:" + "1" * 64
+    key = ck.dependency_key(recipe, INPUTS)
+    identity = ck.cache_labels(key, "linux/amd64")
+    assert ck.CREATED_LABEL not in identity  # what a lookup checks: no time in it
+    for created in ("2026-03-01T09:00:00Z", "1970-01-01T00:00:00Z"):
+        labels = ck.cache_labels(key, "linux/amd64", created)
+        assert labels == {**identity, ck.CREATED_LABEL: created}
+    # The key is a function of the cook's inputs alone: the same for every publish time.
+    assert ck.dependency_key(recipe, INPUTS) == key
+
+
 def test_a_broken_manifest_is_a_clear_error():
     files = {**source_files(), "crates/brokkr-agent/Cargo.toml": b"[package\n"}
     with pytest.raises(BrokkrError, match=r"crates/brokkr-agent/Cargo\.toml is not valid TOML"):

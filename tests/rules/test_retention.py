@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ci.errors import BrokkrError
+from ci.rules.cache_key import is_cache_tag, parse_cache_tag
 from ci.rules.retention import (
     RepositoryState,
     Stamped,
@@ -173,6 +174,19 @@ def test_branch_sha_tags_and_cache_keys():
     assert cache_key_of(f"deps-linux-arm-v7-{key}") == key
     for other in ("deps-main", f"deps-{key}", "latest", f"deps-linux-amd64-{key[:-1]}"):
         assert cache_key_of(other) is None
+
+
+@given(
+    st.sampled_from(["deps-", "dep-", ""]),
+    st.lists(st.sampled_from(["linux", "windows", "amd64", "arm64", "arm", "v7", "x"]), max_size=4),
+    st.text(alphabet="0123456789abcdefA", min_size=62, max_size=66),
+)
+def test_prune_and_list_tags_agree_on_what_a_cache_tag_is(prefix, parts, key):
+    # One grammar (ci.rules.cache_key): what prune groups by key, list-tags hides.
+    tag = prefix + "-".join([*parts, key])
+    assert (cache_key_of(tag) is not None) == is_cache_tag(tag)
+    parsed = parse_cache_tag(tag)
+    assert cache_key_of(tag) == (parsed[1] if parsed else None)
 
 
 def test_keep_newest_keeps_exactly_k_and_never_an_undated_one():
