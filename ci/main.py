@@ -660,7 +660,8 @@ class Brokkr:
         (sha256-<hex>.sig); `--branch main --keep 20` all but the 20 newest
         main-sha-* images (newest by their org.opencontainers.image.created
         label, the commit time); `--dependency-cache --keep 4` all but the 4
-        most recent dependency-cache keys. Nothing a release tag (1.2.3, 1.2,
+        most recently saved dependency-cache keys (by the --created of the
+        publish that saved each). Nothing a release tag (1.2.3, 1.2,
         1, latest), a branch tag or any other remaining tag reaches is ever
         removed, nor its platform manifests, SBOMs or signatures. A tag that
         shares its image with a kept tag goes alone where the registry can

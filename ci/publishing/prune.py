@@ -12,8 +12,10 @@ One run prunes one kind of thing:
   with neither is never removed (kept and reported: age unknown is no proof);
 - `--dependency-cache --keep K`: all but the K most recent keys of the
   dependency cache (`{registry}/brokkr-build-cache`, tags
-  `deps-<platform>-<key>`, issue 18); a key's time is the newest of its
-  platforms' images (same fields as above); no cache repository, nothing to do.
+  `deps-<platform>-<key>`, one tag per key, since the platform is part of
+  the key); a key's time is its image's created label, the `--created` of the
+  publish that saved it (same fields as above); no cache repository, nothing
+  to do.
 
 For each repository the registry is read first (`read_state`: every tag, the
 manifest it resolves to, the children of every index, the referrers of what
