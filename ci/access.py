@@ -8,7 +8,7 @@ and the service's endpoint. Nothing below re-checks or re-reads them.
 
 Rule: may import `ci.errors`, `ci.concurrency`, `ci.inputs`, `ci.rules`,
 `ci.build` (the service) and `ci.registry`; imported by `ci.supply_chain`,
-`ci.publishing` and `ci.main`.
+`ci.dependency_cache`, `ci.publishing` and `ci.main`.
 """
 
 from __future__ import annotations

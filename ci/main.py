@@ -11,6 +11,8 @@ rule, and tests/test_layers.py enforces them):
   distribution API, referrers); never imports Dagger;
 - `ci.access`: the login and the route to a registry, as one value;
 - `ci.supply_chain`: SBOMs, cosign-format signatures and their verification;
+- `ci.dependency_cache`: the dependency cache's keys and lookups, and the
+  builds that start from its images (`build`, `stage`, `image`);
 - `ci.publishing`: publish, inspect, prune and promote, on top of all the others.
 
 Every problem a user can act on is a `ci.errors.BrokkrError`; every fan-out
@@ -23,8 +25,8 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, Ignore, function, object_type
 
+from ci import dependency_cache as _cache
 from ci.access import registry_access
-from ci.build import image as _image
 from ci.build import selection as _selection
 from ci.build import service as _service
 from ci.build import stages as _build
@@ -36,7 +38,7 @@ from ci.publishing import prune as _prune
 from ci.publishing import publish as _publish
 from ci.publishing import request as _request
 from ci.rules import tags as _tags
-from ci.rules.cache_key import image_tags
+from ci.rules.cache_key import image_tags, parse_cache_repository
 from ci.rules.components import Component, Stage
 from ci.rules.labels import DEFAULT_SOURCE_URL
 from ci.rules.namespace import parse_namespace
@@ -114,6 +116,14 @@ RegistryService = Annotated[
         "Reach the (loopback) registry of the address through this service, e.g. "
         "tcp://localhost:5000 for a registry on the Dagger CLI's machine, which the "
         "engine's localhost is not"
+    ),
+]
+DependencyCache = Annotated[
+    str,
+    Doc(
+        "Read cooked Rust dependencies from this dependency-cache repository "
+        "(e.g. ghcr.io/colliery-io/brokkr-build-cache): a hit replaces `cargo chef cook`; "
+        "never written; --username/--password/--registry-service are its login and route"
     ),
 ]
 
@@ -215,6 +225,10 @@ class Brokkr:
         ] = None,
         emulate: Emulate = False,
         ui_path: UiPath = _build.DEFAULT_UI_PATH,
+        dependency_cache: DependencyCache = "",
+        username: Username = "",
+        password: Password = None,
+        registry_service: RegistryService = None,
     ) -> dagger.Container:
         """Build the runtime image of one component for one platform.
 
@@ -225,11 +239,37 @@ class Brokkr:
         image, the platform and the output.
         Examples: `dagger call build --component broker`,
         `dagger call build --component agent --platform linux/arm64 terminal`.
+
+        Dependency cache (docs/dependency-cache.md): with --dependency-cache
+        REPO (for example ghcr.io/colliery-io/brokkr-build-cache, where
+        Brokkr's CI saves its cooks; public packages there need no login) each
+        Rust cook's key is looked up as publish looks it up, and a hit starts
+        the cacher from that image, by digest, instead of `cargo chef cook`.
+        A miss, or any problem with the cache (unreachable, refused, an image
+        that does not fit or that the engine cannot pull), cooks as without
+        it: the cache never fails a build and is never written here.
+        --username/--password/--registry-service are the cache's login and
+        route, as for list-tags. Dagger's function cache stays on: the
+        dependency cache never changes what is built (the key covers every
+        input of the cook and the image is used by digest), so a result
+        Dagger kept from an earlier call is the same image either way; such a
+        call does not look the cache up again. Example:
+
+            dagger call build --component broker \\
+              --dependency-cache ghcr.io/colliery-io/brokkr-build-cache
         """
-        return await _build.build_image(
+        target = parse_platform(platform) if platform else None
+        cache = await _cache.reader(
+            parse_cache_repository(dependency_cache) if dependency_cache else None,
+            username,
+            password,
+            registry_service,
+        )
+        return await _cache.build_image(
             self.source,
+            cache,
             component=component,
-            platform=parse_platform(platform) if platform else None,
+            platform=target,
             emulate=emulate,
             ui_path=ui_path,
         )
@@ -250,18 +290,36 @@ class Brokkr:
         ] = None,
         emulate: Emulate = False,
         ui_path: UiPath = _build.DEFAULT_UI_PATH,
+        dependency_cache: DependencyCache = "",
+        username: Username = "",
+        password: Password = None,
+        registry_service: RegistryService = None,
     ) -> dagger.Container:
         """One intermediate build stage, for debugging.
 
         `dagger call stage --component broker --stage cacher terminal` opens a
         shell where the dependency build ran. The runtime stage here skips the
         start check, so an image that fails it can still be opened.
+
+        With --dependency-cache REPO the cacher, builder and runtime stages
+        read the dependency cache as `build` does (a hit's cacher holds the
+        cache image's target/ instead of running `cargo chef cook`; a miss or
+        a cache problem cooks); the planner and console stages never look.
+        Dagger's function cache stays on, for the reason `build` gives.
         """
-        return await _build.build_stage(
+        target = parse_platform(platform) if platform else None
+        cache = await _cache.reader(
+            parse_cache_repository(dependency_cache) if dependency_cache else None,
+            username,
+            password,
+            registry_service,
+        )
+        return await _cache.build_stage(
             self.source,
+            cache,
             component=component,
             stage=stage,
-            platform=parse_platform(platform) if platform else None,
+            platform=target,
             emulate=emulate,
             ui_path=ui_path,
         )
@@ -277,6 +335,10 @@ class Brokkr:
         ] = ALL_PLATFORMS,
         emulate: Emulate = False,
         ui_path: UiPathIfAny = "",
+        dependency_cache: DependencyCache = "",
+        username: Username = "",
+        password: Password = None,
+        registry_service: RegistryService = None,
     ) -> list[Image]:
         """Multi-platform images, one per component: export them or push them.
 
@@ -290,13 +352,25 @@ class Brokkr:
         `dagger call image --component broker tarball export --path broker.tar`;
         `dagger call image --component ui publish --address ghcr.io/me/brokkr-ui:dev`;
         `dagger call image tarball size` (every component the source holds).
+
+        With --dependency-cache REPO every Rust cook is looked up first (one
+        lookup for all components and platforms) as `build` does: hits start
+        from the cache image, misses and cache problems cook, nothing is
+        written. Dagger's function cache stays on, for the reason `build` gives.
         """
         targets = parse_platforms([str(p) for p in platforms])
+        cache = await _cache.reader(
+            parse_cache_repository(dependency_cache) if dependency_cache else None,
+            username,
+            password,
+            registry_service,
+        )
         selection = await _selection.select_for_source(
             self.source, components=components, component=component, ui_path=ui_path
         )
-        return await _image.build_each(
+        return await _cache.build_each(
             self.source,
+            cache,
             components=selection.components,
             platforms=targets,
             emulate=emulate,

@@ -18,6 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "registry": {"errors", "concurrency", "rules"},
     "access": {"errors", "concurrency", "inputs", "rules", "build", "registry"},
     "supply_chain": {"errors", "concurrency", "inputs", "rules", "build", "registry", "access"},
+    "dependency_cache": {"errors", "concurrency", "inputs", "rules", "build", "registry", "access"},
     "publishing": {
         "errors",
         "concurrency",
@@ -27,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
         "registry",
         "access",
         "supply_chain",
+        "dependency_cache",
     },
     "main": {
         "errors",
@@ -37,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
         "registry",
         "access",
         "supply_chain",
+        "dependency_cache",
         "publishing",
     },
 }

@@ -43,6 +43,9 @@ REGISTRY_FUNCTIONS = {
     ("Image", "publish"),
 }
 # Pure functions of their inputs (the source is content-addressed): the default cache.
+# build, stage and image may read the dependency cache (--dependency-cache), which never
+# changes what they build (the key covers every input of the cook, the image is used by
+# digest): a result Dagger kept is the same image, so they keep the default cache too.
 PURE_FUNCTIONS = {
     ("Brokkr", "tags"),
     ("Brokkr", "build"),

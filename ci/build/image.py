@@ -138,16 +138,26 @@ async def build_each(
     platforms: Sequence[PlatformSpec] = tuple(PLATFORMS.values()),
     emulate: bool = False,
     ui_path: str = DEFAULT_UI_PATH,
+    source_checked: bool = False,
+    cached: Mapping[Component, Mapping[str, dagger.Container]] | None = None,
 ) -> list[Image]:
     """`build_multi` for every component in `components`, concurrently, in that order.
 
     Every build runs to its end; any failure is then one `BrokkrError` naming
     the image and platform of each (`run_all`), and nothing is returned.
+    `cached`: each component's dependency-cache images (target platform -> image).
     """
+    cached = cached or {}
     return await run_all(
         [
             lambda c=c: build_multi(
-                source, component=c, platforms=platforms, emulate=emulate, ui_path=ui_path
+                source,
+                component=c,
+                platforms=platforms,
+                emulate=emulate,
+                ui_path=ui_path,
+                source_checked=source_checked,
+                cached=cached.get(c),
             )
             for c in components
         ]

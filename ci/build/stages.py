@@ -354,15 +354,26 @@ async def build_stage(
     platform: PlatformSpec | None,
     emulate: bool = False,
     ui_path: str = DEFAULT_UI_PATH,
+    source_checked: bool = False,
+    cached: Mapping[str, dagger.Container] | None = None,
 ) -> dagger.Container:
     """The container of one build stage of `component` for `platform` (default: the engine's).
 
     Rust components run the planner to read the recipe before composing the
-    cacher, builder or runtime stages.
+    cacher, builder or runtime stages. `source_checked` and `cached` (a
+    dependency-cache image per target platform, whose cacher then starts from
+    it): as for `compose_variants`.
     """
     targets = [platform] if platform is not None else None
     (ctr,) = await compose_variants(
-        source, component_spec(component), targets, stage=stage, emulate=emulate, ui_path=ui_path
+        source,
+        component_spec(component),
+        targets,
+        stage=stage,
+        emulate=emulate,
+        ui_path=ui_path,
+        source_checked=source_checked,
+        cached=cached,
     )
     return ctr
 
@@ -442,12 +453,14 @@ async def build_image(
     platform: PlatformSpec | None,
     emulate: bool = False,
     ui_path: str = DEFAULT_UI_PATH,
+    source_checked: bool = False,
+    cached: Mapping[str, dagger.Container] | None = None,
 ) -> dagger.Container:
     """The runtime image of `component` for `platform` (default: the engine's), start-checked.
 
     The image is built and its start check (`start_check`) run before it is
     returned; a failure is a `BrokkrError` naming the image, the platform and
-    the check's output.
+    the check's output. `source_checked` and `cached`: as for `build_stage`.
     """
     image = await build_stage(
         source,
@@ -456,6 +469,8 @@ async def build_image(
         platform=platform,
         emulate=emulate,
         ui_path=ui_path,
+        source_checked=source_checked,
+        cached=cached,
     )
     spec = component_spec(component)
     embedded = await console_marker(source, spec) if spec.rust else None

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import dagger
 
+from ci import dependency_cache as _cache
 from ci.build import image as _image
 from ci.build import selection as _selection
 from ci.build.stages import (
@@ -23,7 +24,6 @@ from ci.build.stages import (
 )
 from ci.concurrency import run_all
 from ci.errors import BrokkrError
-from ci.publishing import dependency_cache as _cache
 from ci.publishing.plan import Target, pinned_first
 from ci.publishing.request import PublishRequest
 from ci.rules.components import Component, component_spec

@@ -61,9 +61,10 @@ from __future__ import annotations
 
 import dagger
 
+from ci import dependency_cache as _cache
 from ci.access import RegistryAccess
 from ci.errors import BrokkrError
-from ci.publishing import dependency_cache as _cache
+from ci.publishing import dependency_cache as _saving
 from ci.publishing.deliver import deliver
 from ci.publishing.images import build, check_sources, compose, with_components
 from ci.publishing.plan import plan, refuse_overwrites
@@ -155,7 +156,7 @@ async def publish(
         async def save_cache() -> None:
             # Once every immutable tag is pushed and read back, beside the moving tags:
             # a failure here is a note.
-            await _cache.save(
+            await _saving.save(
                 cache,
                 created=request.created,
                 username=access.username,

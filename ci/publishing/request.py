@@ -11,12 +11,12 @@ import dagger
 from ci.build.stages import DEFAULT_UI_PATH
 from ci.build.ui import normalize_ui_path
 from ci.errors import BrokkrError
-from ci.rules.cache_key import CACHE_REPOSITORY
+from ci.rules.cache_key import CACHE_REPOSITORY, parse_cache_repository
 from ci.rules.components import Component, requested_components
 from ci.rules.labels import validate_created, validate_source_url
 from ci.rules.namespace import Namespace
 from ci.rules.platforms import PlatformSpec
-from ci.rules.reference import ImageReference, parse_repository
+from ci.rules.reference import ImageReference
 from ci.rules.tags import compute_tags, validate_sha
 
 DEFAULT_REGISTRY = "ghcr.io/colliery-io"
@@ -122,7 +122,7 @@ class PublishRequest:
             raise BrokkrError(msg)
         cache = None
         if not no_dependency_cache:
-            cache = validate_cache_repository(dependency_cache or f"{registry}/{CACHE_REPOSITORY}")
+            cache = parse_cache_repository(dependency_cache or f"{registry}/{CACHE_REPOSITORY}")
         return cls(
             ref=ref,
             sha=sha,
@@ -141,12 +141,3 @@ class PublishRequest:
             commit_tag=commit_tag,
             dependency_cache=cache,
         )
-
-
-def validate_cache_repository(repository: str) -> ImageReference:
-    """Check `--dependency-cache REPO` (a repository: no tag, no digest)."""
-    try:
-        return parse_repository(repository.strip())
-    except BrokkrError as e:
-        msg = f"--dependency-cache {repository!r} is not a repository: {e}"
-        raise BrokkrError(msg) from None

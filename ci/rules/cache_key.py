@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ci.errors import BrokkrError
+from ci.rules.reference import ImageReference, parse_repository
 
 MASKED_VERSION = "0.0.1"
 """What cargo-chef writes for a workspace member's version."""
@@ -239,3 +240,13 @@ def cache_labels(key: str, build_platform: str, created: str | None = None) -> d
     if created is not None:
         labels[CREATED_LABEL] = created
     return labels
+
+
+def parse_cache_repository(repository: str) -> ImageReference:
+    """`--dependency-cache REPO`: a repository (no tag, no digest), for every function
+    that takes the flag; a `BrokkrError` names the flag and the value otherwise."""
+    try:
+        return parse_repository(repository.strip())
+    except BrokkrError as e:
+        msg = f"--dependency-cache {repository!r} is not a repository: {e}"
+        raise BrokkrError(msg) from None

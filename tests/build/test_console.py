@@ -19,8 +19,8 @@ from dagger import dag
 from ci.build import console as _console
 from ci.build import image as _image
 from ci.build import stages as _build
+from ci.dependency_cache import cook_features
 from ci.errors import BrokkrError
-from ci.publishing.dependency_cache import cook_features
 from ci.rules.components import COMPONENTS, Component, Stage
 from ci.rules.platforms import parse_platform
 from ci.rules.versions import TRUNK_VERSION, WASM_OPT_CRATE_VERSION, WASM_OPT_TRUNK_VERSION
