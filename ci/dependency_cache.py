@@ -37,7 +37,6 @@ from ci.build import console as _console
 from ci.build import dependencies as _deps
 from ci.build import image as _image
 from ci.build import rust as _rust
-from ci.build import service as _service
 from ci.build import stages as _stages
 from ci.concurrency import run_all
 from ci.errors import BrokkrError, first_line
@@ -210,7 +209,6 @@ async def reader(
             )
             raise BrokkrError(msg)
         return None
-    _service.check(repository, registry_service)
     access = await registry_access(repository, username, password, registry_service)
     return CacheReader(repository, access)
 
@@ -249,7 +247,7 @@ async def read_only(
                 password=cache.access.password,
                 registry_service=cache.access.service,
             )
-    except (BrokkrError, dagger.QueryError) as e:
+    except (BrokkrError, dagger.QueryError, ValueError) as e:  # ValueError: unreadable TOML
         plan = CachePlan(cache.repository)
         plan.note(f"lookup failed ({first_line(e)}); cooking")
         return plan
