@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import anyio
 import dagger
 
 from ci.access import RegistryAccess, registry_access
@@ -149,9 +148,7 @@ async def prepare(
             f"looking up the dependency cache in {repository.name}",
             _lookup.LOOKUP_SECONDS,
         ):
-            async with anyio.create_task_group() as tg:
-                for tag, cooks in wanted.items():
-                    tg.start_soon(one, tag, cooks[0])
+            await run_all([lambda t=t, c=c: one(t, c[0]) for t, c in wanted.items()])
     except BrokkrError as e:  # the deadline: every key not answered is a miss
         cache.note(f"lookup stopped ({first_line(e)}); cooking what was not found")
     for tag, cooks in sorted(wanted.items()):
@@ -265,10 +262,13 @@ async def _pull_hits(plan: CachePlan) -> None:
         except dagger.QueryError as e:
             failed[component, platform] = first_line(e)
 
-    async with anyio.create_task_group() as tg:
-        for component, images in plan.images.items():
-            for platform, image in images.items():
-                tg.start_soon(one, component, platform, image)
+    await run_all(
+        [
+            lambda c=component, p=platform, i=image: one(c, p, i)
+            for component, images in plan.images.items()
+            for platform, image in images.items()
+        ]
+    )
     for (component, platform), why in sorted(failed.items()):
         del plan.images[component][platform]
         plan.note(f"the engine could not pull the {platform} cache image ({why}); cooking")
@@ -301,20 +301,18 @@ async def build_image(
 ) -> dagger.Container:
     """`_stages.build_image` with the cache read: the source is checked first, then the
     cook is looked up, then the image is built (its cacher from a hit) and start-checked."""
-    if cache is None:
-        return await _stages.build_image(
-            source, component=component, platform=platform, emulate=emulate, ui_path=ui_path
-        )
-    await _stages.check_source(source, component_spec(component), ui_path)
-    platforms = [platform] if platform is not None else None
-    cached = await _cached(cache, source, [component], platforms, emulate=emulate)
+    cached: Mapping[Component, Mapping[str, dagger.Container]] = {}
+    if cache is not None:
+        await _stages.check_source(source, component_spec(component), ui_path)
+        platforms = [platform] if platform is not None else None
+        cached = await _cached(cache, source, [component], platforms, emulate=emulate)
     return await _stages.build_image(
         source,
         component=component,
         platform=platform,
         emulate=emulate,
         ui_path=ui_path,
-        source_checked=True,
+        source_checked=cache is not None,
         cached=cached.get(component),
     )
 
@@ -331,22 +329,14 @@ async def build_stage(
 ) -> dagger.Container:
     """`_stages.build_stage` with the cache read for the stages built on the cook
     (cacher, builder, runtime): the stage and the source are checked first."""
-    if cache is None:
-        return await _stages.build_stage(
-            source,
-            component=component,
-            stage=stage,
-            platform=platform,
-            emulate=emulate,
-            ui_path=ui_path,
-        )
-    spec = component_spec(component)
-    _stages.check_stage(spec, stage)
-    await _stages.check_source(source, spec, ui_path)
     cached: Mapping[Component, Mapping[str, dagger.Container]] = {}
-    if stage in COOKED_STAGES:
-        platforms = [platform] if platform is not None else None
-        cached = await _cached(cache, source, [component], platforms, emulate=emulate)
+    if cache is not None:
+        spec = component_spec(component)
+        _stages.check_stage(spec, stage)
+        await _stages.check_source(source, spec, ui_path)
+        if stage in COOKED_STAGES:
+            platforms = [platform] if platform is not None else None
+            cached = await _cached(cache, source, [component], platforms, emulate=emulate)
     return await _stages.build_stage(
         source,
         component=component,
@@ -354,7 +344,7 @@ async def build_stage(
         platform=platform,
         emulate=emulate,
         ui_path=ui_path,
-        source_checked=True,
+        source_checked=cache is not None,
         cached=cached.get(component),
     )
 
@@ -370,20 +360,21 @@ async def build_each(
 ) -> list[_image.Image]:
     """`_image.build_each` with the cache read: every component's source is checked, then
     every cook is looked up (one lookup for all), then the images are built."""
-    if cache is None:
-        return await _image.build_each(
-            source, components=components, platforms=platforms, emulate=emulate, ui_path=ui_path
+    cached: Mapping[Component, Mapping[str, dagger.Container]] = {}
+    if cache is not None:
+        await run_all(
+            [
+                lambda c=c: _stages.check_source(source, component_spec(c), ui_path)
+                for c in components
+            ]
         )
-    await run_all(
-        [lambda c=c: _stages.check_source(source, component_spec(c), ui_path) for c in components]
-    )
-    cached = await _cached(cache, source, components, platforms, emulate=emulate)
+        cached = await _cached(cache, source, components, platforms, emulate=emulate)
     return await _image.build_each(
         source,
         components=components,
         platforms=platforms,
         emulate=emulate,
         ui_path=ui_path,
-        source_checked=True,
+        source_checked=cache is not None,
         cached=cached,
     )

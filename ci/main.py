@@ -150,6 +150,17 @@ SOURCE_IGNORE = [
 ]
 
 
+async def cache_reader(
+    dependency_cache: str,
+    username: str,
+    password: dagger.Secret | None,
+    registry_service: dagger.Service | None,
+) -> _cache.CacheReader | None:
+    """The build functions' --dependency-cache flags, parsed and checked (`_cache.reader`)."""
+    repository = parse_cache_repository(dependency_cache) if dependency_cache else None
+    return await _cache.reader(repository, username, password, registry_service)
+
+
 @object_type
 class Brokkr:
     """Brokkr's image pipeline: brokkr-broker, brokkr-agent and brokkr-ui."""
@@ -259,12 +270,7 @@ class Brokkr:
               --dependency-cache ghcr.io/colliery-io/brokkr-build-cache
         """
         target = parse_platform(platform) if platform else None
-        cache = await _cache.reader(
-            parse_cache_repository(dependency_cache) if dependency_cache else None,
-            username,
-            password,
-            registry_service,
-        )
+        cache = await cache_reader(dependency_cache, username, password, registry_service)
         return await _cache.build_image(
             self.source,
             cache,
@@ -308,12 +314,7 @@ class Brokkr:
         Dagger's function cache stays on, for the reason `build` gives.
         """
         target = parse_platform(platform) if platform else None
-        cache = await _cache.reader(
-            parse_cache_repository(dependency_cache) if dependency_cache else None,
-            username,
-            password,
-            registry_service,
-        )
+        cache = await cache_reader(dependency_cache, username, password, registry_service)
         return await _cache.build_stage(
             self.source,
             cache,
@@ -359,12 +360,7 @@ class Brokkr:
         written. Dagger's function cache stays on, for the reason `build` gives.
         """
         targets = parse_platforms([str(p) for p in platforms])
-        cache = await _cache.reader(
-            parse_cache_repository(dependency_cache) if dependency_cache else None,
-            username,
-            password,
-            registry_service,
-        )
+        cache = await cache_reader(dependency_cache, username, password, registry_service)
         selection = await _selection.select_for_source(
             self.source, components=components, component=component, ui_path=ui_path
         )

@@ -11,12 +11,12 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 
-import anyio
 import dagger
 from dagger import dag
 
 from ci.build import push as _push
 from ci.build import rust as _rust
+from ci.concurrency import run_all
 from ci.rules import cache_key as _key
 from ci.rules.platforms import BuildPlan
 from ci.rules.reference import parse_reference
@@ -37,14 +37,8 @@ async def source_recipe(source: dagger.Directory) -> SourceRecipe:
     rust = _rust.rust_source(source)
     paths = [p for p in await rust.glob("**/*") if not p.endswith("/")]
     wanted = _key.recipe_content_paths(paths)
-    contents: dict[str, bytes] = {}
-
-    async def read(path: str) -> None:
-        contents[path] = (await rust.file(path).contents()).encode()
-
-    async with anyio.create_task_group() as tg:
-        for path in wanted:
-            tg.start_soon(read, path)
+    texts = await run_all([lambda p=p: rust.file(p).contents() for p in wanted])
+    contents = {path: text.encode() for path, text in zip(wanted, texts, strict=True)}
     # Only files have contents: glob also lists folders (a folder named like a manifest
     # would fail to read above, which no Cargo workspace has).
     digest = _key.recipe_digest(paths, contents)

@@ -13,10 +13,10 @@ publish: a push that fails is a note (`# dependency cache …`).
 
 from __future__ import annotations
 
-import anyio
 import dagger
 
 from ci.build import dependencies as _deps
+from ci.concurrency import run_all
 from ci.dependency_cache import CachePlan, Cook
 from ci.errors import BrokkrError
 
@@ -66,8 +66,6 @@ async def save(
             return
         notes.append(f"saved {ref} ({recipe.crates} dependency crates)")
 
-    async with anyio.create_task_group() as tg:
-        for cook in cache.cooks:
-            tg.start_soon(one, cook)
+    await run_all([lambda c=c: one(c) for c in cache.cooks])
     for note in sorted(notes):
         cache.note(note)

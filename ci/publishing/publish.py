@@ -150,8 +150,9 @@ async def publish(
         # SBOMs are read from each variant once it is built, and before the first push
         # (a failure pushes nothing); each component's are attached after its read-back
         # where the module's client may write; elsewhere publish says they were not.
-        sboms = writable
-        variants, pending = await build(request, targets, images, markers=markers, read_sboms=sboms)
+        variants, pending = await build(
+            request, targets, images, markers=markers, read_sboms=writable
+        )
 
         async def save_cache() -> None:
             # Once every immutable tag is pushed and read back, beside the moving tags:
@@ -179,7 +180,7 @@ async def publish(
             request.platform_names,
             targets,
             refs,
-            sboms_attachable=sboms,
+            sboms_attachable=writable,
             no_ui=request.no_ui,
         )
         if request.output is OutputFormat.TEXT and cache.notes:
